@@ -1,0 +1,185 @@
+"""GQ on parameter pytrees: `init`, `quantize_params`, `project_centroids`, `snap`.
+
+For a leaf W matched by a rule with b bits (K = 2**b centroids c, sorted, in [-1, 1]):
+
+    s = stop_gradient(max|W|)            per tensor, or per last-axis channel: shape [] or [C]
+    u = W / s,   v = compress_µ(u)       (s = 0, an all-zero tensor, divides by 1 instead)
+    Ŵ = s · assign(v, c, α)              hard or soft, see `gq_jax.assignment`
+
+Ŵ has W's shape and dtype. Gradients reach W (through v) and c (through the custom VJP).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gq_jax.assignment import assign
+from gq_jax.companding import compress
+from gq_jax.config import (
+    GQConfig,
+    Rule,
+    check_no_unused_rules,
+    leaves_with_paths,
+    path_to_str,
+    rule_for,
+)
+from gq_jax.kmeans import kmeans_1d
+
+
+class QuantState(NamedTuple):
+    """Learnable GQ state: sorted centroids [K] in the µ-law space, keyed by the leaf's path.
+
+    Unmatched leaves have no entry. A NamedTuple of a dict, so it jits, checkpoints and takes an
+    optimizer (e.g. its own learning rate through `optax.partition`) like any pytree.
+    """
+
+    centroids: dict[str, jax.Array]
+
+
+def check_leaf(path: str, leaf: Any, rule: Rule) -> None:
+    """Raise ValueError naming `path` when a matched leaf cannot be quantized.
+
+    Integer or boolean leaves are always rejected; NaN/Inf are detected when `leaf` holds concrete
+    values (inside `jit` values are abstract and only the dtype is checked).
+    """
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"leaf {path!r} (dtype {dtype}) is matched by Rule({rule.pattern!r}) but only "
+            "floating-point leaves can be quantized; narrow the pattern"
+        )
+    if not isinstance(leaf, jax.core.Tracer):
+        values = np.asarray(leaf, dtype=np.float32)
+        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise ValueError(f"leaf {path!r} holds {bad} NaN/Inf value(s); cannot quantize it")
+
+
+def scale(w: jax.Array, granularity: str) -> jax.Array:
+    """s = max|W| (shape []) or, for "channel" and W.ndim >= 2, max over all but the last axis ([C])."""
+    magnitude = jnp.abs(w.astype(jnp.float32))
+    if granularity == "channel" and w.ndim >= 2:
+        return jnp.max(magnitude, axis=tuple(range(w.ndim - 1)))
+    return jnp.max(magnitude)
+
+
+def normalise(w: jax.Array, s: jax.Array) -> jax.Array:
+    """u = W / s in [-1, 1] (float32), dividing by 1 where s = 0 so an all-zero tensor stays 0."""
+    return w.astype(jnp.float32) / jnp.where(s > 0, s, 1.0)
+
+
+def companded(w: jax.Array, granularity: str, mu: float) -> tuple[jax.Array, jax.Array]:
+    """(v, s): the companded weights v (W's shape, float32) and the stop-gradient scale s."""
+    s = jax.lax.stop_gradient(scale(w, granularity))
+    return compress(normalise(w, s), mu), s
+
+
+def _initial_centroids(w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
+    if config.init == "uniform":
+        return jnp.linspace(-1.0, 1.0, rule.num_centroids, dtype=jnp.float32)
+    v, _ = companded(jnp.asarray(w), rule.granularity, config.mu)
+    return jnp.asarray(kmeans_1d(np.asarray(v), rule.num_centroids, config.kmeans_iters))
+
+
+def init(params: Any, config: GQConfig) -> QuantState:
+    """Centroids for every leaf of `params` that a rule of `config` matches.
+
+    Returns:
+      QuantState with K = 2**bits sorted centroids in [-1, 1] per matched leaf: a uniform grid
+      (init="uniform") or the k-means centres of the leaf's companded weights (init="kmeans").
+    Raises:
+      ValueError naming the leaf for integer or non-finite matched leaves, and listing unused
+      rules when `config.strict` is set.
+    """
+    check_no_unused_rules(params, config)
+    centroids = {}
+    for path, leaf in leaves_with_paths(params):
+        rule = rule_for(path, config)
+        if rule is None:
+            continue
+        check_leaf(path, leaf, rule)
+        centroids[path] = _initial_centroids(leaf, rule, config)
+    return QuantState(centroids)
+
+
+def centroids_for(path: str, rule: Rule, state: QuantState) -> jax.Array:
+    """The state's centroids of leaf `path`, checked against the rule's bit depth."""
+    if path not in state.centroids:
+        raise ValueError(
+            f"no centroids for leaf {path!r} (matched by Rule({rule.pattern!r})); make the state "
+            "with init(params, config) for these params and this config"
+        )
+    centroids = state.centroids[path]
+    if centroids.ndim != 1 or not 1 <= centroids.shape[0] <= rule.num_centroids:
+        raise ValueError(
+            f"centroids of leaf {path!r} have shape {centroids.shape}; Rule({rule.pattern!r}) "
+            f"with {rule.bits} bits expects at most {rule.num_centroids}"
+        )
+    return centroids
+
+
+def quantize_leaf(
+    w: jax.Array,
+    centroids: jax.Array,
+    alpha: jax.Array,
+    rule: Rule,
+    config: GQConfig,
+    hard: bool,
+) -> jax.Array:
+    """Ŵ = s · assign(compress(W / s), c, α) with W's shape and dtype."""
+    v, s = companded(w, rule.granularity, config.mu)
+    hard_forward = hard or config.mode == "ste"
+    u_hat = assign(
+        v.ravel(), centroids, alpha, hard_forward, config.distance, config.window, config.mu
+    )
+    return (u_hat.reshape(w.shape) * s).astype(w.dtype)
+
+
+def quantize_params(
+    params: Any,
+    state: QuantState,
+    config: GQConfig,
+    alpha: jax.typing.ArrayLike,
+    *,
+    hard: bool = False,
+) -> Any:
+    """The differentiable GQ projection of `params`, used inside the training loss.
+
+    Unlike `qwix.quantize_params`, which converts trained float params into integer arrays, this
+    returns float params of the same structure, shapes and dtypes whose matched leaves are replaced
+    by their quantized values, differentiable w.r.t. `params` and `state.centroids`.
+
+    Args:
+      params: any pytree of arrays.
+      state: from `init(params, config)`.
+      config: the GQConfig.
+      alpha: softmax sharpness α (scalar; a traced value is fine: no recompilation per step).
+      hard: forward the hard values whatever `config.mode` (evaluation; `snap`).
+    Returns:
+      params with matched leaves quantized, unmatched leaves passed through unchanged.
+    """
+    alpha = jnp.asarray(alpha, jnp.float32)
+
+    def quantize(path_keys, leaf):
+        path = path_to_str(path_keys)
+        rule = rule_for(path, config)
+        if rule is None:
+            return leaf
+        check_leaf(path, leaf, rule)
+        return quantize_leaf(leaf, centroids_for(path, rule, state), alpha, rule, config, hard)
+
+    return jax.tree_util.tree_map_with_path(quantize, params)
+
+
+def snap(params: Any, state: QuantState, config: GQConfig) -> Any:
+    """The quantization-frequency step: latent weights := their hard quantized values."""
+    return quantize_params(params, state, config, 1.0, hard=True)
+
+
+def project_centroids(state: QuantState) -> QuantState:
+    """Sort each centroid vector and clip it to [-1, 1] (after an optimizer update)."""
+    return QuantState({path: jnp.clip(jnp.sort(c), -1.0, 1.0) for path, c in state.centroids.items()})
