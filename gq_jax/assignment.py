@@ -13,9 +13,12 @@ normalised-weight space u, and its backward is always the Jacobian of the soft v
     ∂/∂v  = −Σ_k t_k
     ∂/∂c_k = Σ_n (g'_n a_nk + t_nk)                     (a segment-sum over windows)
 
-Memory: the dense form materialises [N, K]. The windowed form gathers only the 2w centroids around
-v's position in the sorted codebook (found with `searchsorted`) and costs [N, 2w]; it equals the
-dense form when 2w >= K and otherwise drops terms of weight below exp(−α d(w − 1)).
+Memory: the dense form (window=None) materialises [N, K] arrays. The windowed form takes only the
+J = min(2w, K) centroids around v's position in the sorted codebook (found with `searchsorted`),
+one [N] column at a time (a `fori_loop` with an online softmax), so its memory is a few times N
+whatever K; it equals the dense form
+when 2w >= K and otherwise drops terms of weight below exp(−α d(w − 1)). Its centroid gradient is
+a segment-sum per column.
 """
 
 from __future__ import annotations
@@ -50,31 +53,19 @@ def nearest_index(v: jax.Array, centroids: jax.Array) -> jax.Array:
     return jnp.where(take_upper, upper, lower).astype(jnp.int32)
 
 
-class Candidates(NamedTuple):
-    """The centroids each weight is softly assigned to.
+def window_width(num_centroids: int, window: int | None) -> int | None:
+    """J = min(2w, K) candidates per weight, or None for the dense form (window=None)."""
+    return None if window is None else min(2 * window, num_centroids)
 
-    values: [N, J] candidate centroids (J = K dense, 2w windowed; dense is broadcast from [1, K]).
-    index: [N, J] int32 positions in the codebook (windowed), or None (dense: position = column).
+
+def window_start(v: jax.Array, centroids: jax.Array, width: int) -> jax.Array:
+    """[N] int32 first codebook position of each v's window of `width` sorted centroids.
+
+    The window is centred on v's insertion point i (c[i−1] < v <= c[i]) and shifted to stay inside
+    the codebook: start = clip(i − width/2, 0, K − width).
     """
-
-    values: jax.Array
-    index: jax.Array | None
-
-
-def is_dense(num_centroids: int, window: int | None) -> bool:
-    """Whether the dense [N, K] form is used: no window, or a window covering every centroid."""
-    return window is None or 2 * window >= num_centroids
-
-
-def candidates(v: jax.Array, centroids: jax.Array, window: int | None) -> Candidates:
-    """The dense codebook, or the 2w centroids around each v's insertion point in sorted c."""
-    num = centroids.shape[0]
-    if is_dense(num, window):
-        return Candidates(centroids[None, :], None)
     insertion = jnp.searchsorted(centroids, v, side="left", method="scan")
-    start = jnp.clip(insertion - window, 0, num - 2 * window)
-    index = start[:, None] + jnp.arange(2 * window, dtype=start.dtype)[None, :]
-    return Candidates(centroids[index], index.astype(jnp.int32))
+    return jnp.clip(insertion - width // 2, 0, centroids.shape[0] - width).astype(jnp.int32)
 
 
 def _distance(x: jax.Array, distance: str) -> jax.Array:
@@ -85,11 +76,49 @@ def _distance_slope(x: jax.Array, distance: str) -> jax.Array:
     return 2.0 * x if distance == "sq" else jnp.sign(x)
 
 
-def soft_weights(
-    v: jax.Array, cand: jax.Array, alpha: jax.Array, delta: float, distance: str
-) -> jax.Array:
-    """a: [N, J] = softmax_j(−α d((v − cand_j) / Δ)) for v: [N], cand: [N or 1, J]."""
-    return jax.nn.softmax(-alpha * _distance((v[:, None] - cand) / delta, distance), axis=-1)
+def _logits(v, cand, alpha, delta, distance):
+    """−α d((v − cand) / Δ), for broadcastable v and cand."""
+    return -alpha * _distance((v - cand) / delta, distance)
+
+
+def _vjp_terms(g, a, cand, v_soft, v, alpha, delta, distance):
+    """Per candidate: (t, ∂/∂cand) with t = g a (cand − ṽ)(α/Δ) d'((v − cand)/Δ), ∂/∂cand = g a + t."""
+    t = g * a * (cand - v_soft) * (alpha / delta) * _distance_slope((v - cand) / delta, distance)
+    return t, g * a + t
+
+
+def _dense_soft(v, centroids, alpha, distance):
+    """(a: [N, K], ṽ: [N]) over the whole codebook."""
+    delta = centroid_spacing(centroids.shape[0])
+    a = jax.nn.softmax(_logits(v[:, None], centroids[None, :], alpha, delta, distance), axis=-1)
+    return a, jnp.sum(a * centroids[None, :], axis=-1)
+
+
+class WindowedSoftmax(NamedTuple):
+    """Softmax statistics of the windowed form, all [N]: a_j = exp(logit_j − top) / total."""
+
+    start: jax.Array
+    top: jax.Array
+    total: jax.Array
+    v_soft: jax.Array
+
+
+def _windowed_soft(v, centroids, alpha, distance, width) -> WindowedSoftmax:
+    """One online-softmax pass over the `width` window columns (a `fori_loop`: memory O(N))."""
+    delta = centroid_spacing(centroids.shape[0])
+    start = window_start(v, centroids, width)
+
+    def accumulate(j, carry):
+        top, total, weighted = carry
+        cand = centroids[start + j]
+        logit = _logits(v, cand, alpha, delta, distance)
+        new_top = jnp.maximum(top, logit)
+        decay, e = jnp.exp(top - new_top), jnp.exp(logit - new_top)
+        return new_top, total * decay + e, weighted * decay + e * cand
+
+    init = (jnp.full_like(v, -jnp.inf), jnp.zeros_like(v), jnp.zeros_like(v))
+    top, total, weighted = jax.lax.fori_loop(0, width, accumulate, init)
+    return WindowedSoftmax(start, top, total, weighted / total)
 
 
 def soft_value(
@@ -101,9 +130,10 @@ def soft_value(
     window: int | None = None,
 ) -> jax.Array:
     """ṽ: [N] = Σ_k a_k c_k, a plain differentiable function (the reference for the custom VJP)."""
-    delta = centroid_spacing(centroids.shape[0])
-    cand = candidates(v, centroids, window)
-    return jnp.sum(soft_weights(v, cand.values, alpha, delta, distance) * cand.values, axis=-1)
+    width = window_width(centroids.shape[0], window)
+    if width is None:
+        return _dense_soft(v, centroids, alpha, distance)[1]
+    return _windowed_soft(v, centroids, alpha, distance, width).v_soft
 
 
 def _forward_value(v, centroids, alpha, hard_forward, distance, window) -> jax.Array:
@@ -151,17 +181,26 @@ def _assign_bwd(hard_forward, distance, window, mu, residuals, g):
     forward_v = _forward_value(v, centroids, alpha, hard_forward, distance, window)
     _, expand_slope = jax.jvp(lambda x: expand(x, mu), (forward_v,), (jnp.ones_like(forward_v),))
     g = g * expand_slope
-    cand = candidates(v, centroids, window)
-    x = (v[:, None] - cand.values) / delta
-    a = jax.nn.softmax(-alpha * _distance(x, distance), axis=-1)
-    v_soft = jnp.sum(a * cand.values, axis=-1, keepdims=True)
-    t = g[:, None] * a * (cand.values - v_soft) * (alpha / delta) * _distance_slope(x, distance)
-    grad_v = -jnp.sum(t, axis=-1)
-    per_candidate = g[:, None] * a + t
-    if cand.index is None:
-        grad_c = jnp.sum(per_candidate, axis=0)
+    width = window_width(num, window)
+    if width is None:
+        a, v_soft = _dense_soft(v, centroids, alpha, distance)
+        t, per_centroid = _vjp_terms(
+            g[:, None], a, centroids[None, :], v_soft[:, None], v[:, None], alpha, delta, distance
+        )
+        grad_v, grad_c = -jnp.sum(t, axis=-1), jnp.sum(per_centroid, axis=0)
     else:
-        grad_c = jax.ops.segment_sum(per_candidate.ravel(), cand.index.ravel(), num_segments=num)
+        soft = _windowed_soft(v, centroids, alpha, distance, width)
+
+        def accumulate(j, carry):
+            grad_v, grad_c = carry
+            cand = centroids[soft.start + j]
+            a = jnp.exp(_logits(v, cand, alpha, delta, distance) - soft.top) / soft.total
+            t, per_centroid = _vjp_terms(g, a, cand, soft.v_soft, v, alpha, delta, distance)
+            segment = jax.ops.segment_sum(per_centroid, soft.start + j, num_segments=num)
+            return grad_v - t, grad_c + segment
+
+        init = (jnp.zeros_like(v), jnp.zeros_like(centroids))
+        grad_v, grad_c = jax.lax.fori_loop(0, width, accumulate, init)
     return grad_v, grad_c.astype(centroids.dtype), jnp.zeros_like(alpha)
 
 

@@ -71,9 +71,9 @@ class GQConfig:
         (the uniform quantizer).
       distance: "sq" (d(x) = x²) or "abs" (d(x) = |x|) in a_k = softmax_k(-α d((v - c_k) / Δ)).
       mode: "ste" (hard forward, soft-assignment Jacobian backward) or "soft" (soft forward).
-      window: centroids gathered on each side of a weight's position in the sorted codebook
-        (2 * window in all); exact when 2 * window >= K, in which case the dense [N, K] form is
-        used. None always uses the dense form.
+      window: centroids taken on each side of a weight's position in the sorted codebook
+        (min(2 * window, K) in all, as separate [N] columns: memory O(N) whatever the bits);
+        exact when 2 * window >= K. None uses the dense [N, K] form (the reference).
       init: centroid initialisation, "uniform" (grid over [-1, 1]) or "kmeans" (1-D k-means of v).
       kmeans_iters: Lloyd iterations for init="kmeans".
       strict: raise in `init` when a rule matches no leaf (instead of only listing it in

@@ -154,7 +154,7 @@ def test_windowed_error_is_bounded_by_the_dropped_softmax_mass(alpha):
     # moves by at most 2 (the codebook's diameter) times the dropped mass.
     dropped_mass = k * np.exp(-alpha * (window - 1) ** 2) / np.exp(-alpha)
     error = float(jnp.max(jnp.abs(windowed - dense)))
-    assert error <= 2 * dropped_mass
+    assert error <= 2 * dropped_mass + 1e-6  # plus float32 rounding
     assert error < 1e-2
 
 
