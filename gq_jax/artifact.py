@@ -20,8 +20,8 @@ import numpy as np
 
 from gq_jax.assignment import nearest_index
 from gq_jax.companding import expand
-from gq_jax.config import GQConfig, leaves_with_paths, path_to_str, rule_for
-from gq_jax.quantizer import QuantState, centroids_for, check_leaf, companded
+from gq_jax.config import GQConfig, Rule, leaves_with_paths
+from gq_jax.quantizer import QuantState, centroids_for, companded, map_matched_leaves
 
 FLOAT32_BYTES = 4
 
@@ -59,12 +59,7 @@ def harden(params: Any, state: QuantState, config: GQConfig) -> Any:
     `dequantize(harden(p, s, c))` equals `quantize_params(p, s, c, α, hard=True)` exactly.
     """
 
-    def harden_leaf(path_keys, leaf):
-        path = path_to_str(path_keys)
-        rule = rule_for(path, config)
-        if rule is None:
-            return leaf
-        check_leaf(path, leaf, rule)
+    def harden_leaf(path: str, leaf: Any, rule: Rule) -> QuantizedArray:
         centroids = centroids_for(path, rule, state)
         v, s = companded(jnp.asarray(leaf), rule.granularity, config.mu)
         indices = nearest_index(v.ravel(), centroids).reshape(np.shape(leaf))
@@ -77,7 +72,7 @@ def harden(params: Any, state: QuantState, config: GQConfig) -> Any:
             dtype=str(jnp.result_type(leaf)),
         )
 
-    return jax.tree_util.tree_map_with_path(harden_leaf, params)
+    return map_matched_leaves(harden_leaf, params, config)
 
 
 def dequantize_leaf(q: QuantizedArray) -> jax.Array:

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gq_jax.artifact import harden
-from gq_jax.config import GQConfig, Rule, leaves_with_paths, rule_for
+from gq_jax.config import GQConfig, Rule
 from gq_jax.kmeans import kmeans_1d
-from gq_jax.quantizer import QuantState, check_leaf, companded, quantize_params
+from gq_jax.quantizer import QuantState, companded, matched_leaves, quantize_params
 
 
 def uniform_levels(bits: int) -> jax.Array:
@@ -40,13 +40,9 @@ def _uncompanded(config: GQConfig) -> GQConfig:
 
 def _codebooks(params: Any, config: GQConfig, codebook_fn) -> QuantState:
     """QuantState with codebook_fn(path, leaf, rule) as the "centroids" of every matched leaf."""
-    codebooks = {}
-    for path, leaf in leaves_with_paths(params):
-        rule = rule_for(path, config)
-        if rule is not None:
-            check_leaf(path, leaf, rule)
-            codebooks[path] = codebook_fn(leaf, rule)
-    return QuantState(codebooks)
+    return QuantState(
+        {path: codebook_fn(leaf, rule) for path, leaf, rule in matched_leaves(params, config)}
+    )
 
 
 def uniform_init(params: Any, config: GQConfig) -> QuantState:

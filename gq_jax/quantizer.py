@@ -11,7 +11,7 @@ For a leaf W matched by a rule with b bits (K = 2**b centroids c, sorted, in [-1
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +78,29 @@ def companded(w: jax.Array, granularity: str, mu: float) -> tuple[jax.Array, jax
     return compress(normalise(w, s), mu), s
 
 
+def matched_leaves(params: Any, config: GQConfig) -> Iterator[tuple[str, Any, Rule]]:
+    """(path, leaf, rule) for every leaf a rule matches, each checked by `check_leaf`."""
+    for path, leaf in leaves_with_paths(params):
+        rule = rule_for(path, config)
+        if rule is not None:
+            check_leaf(path, leaf, rule)
+            yield path, leaf, rule
+
+
+def map_matched_leaves(fn: Callable[[str, Any, Rule], Any], params: Any, config: GQConfig) -> Any:
+    """`params` with every matched leaf replaced by fn(path, leaf, rule) (checked first)."""
+
+    def visit(path_keys, leaf):
+        path = path_to_str(path_keys)
+        rule = rule_for(path, config)
+        if rule is None:
+            return leaf
+        check_leaf(path, leaf, rule)
+        return fn(path, leaf, rule)
+
+    return jax.tree_util.tree_map_with_path(visit, params)
+
+
 def _initial_centroids(w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
     if config.init == "uniform":
         return jnp.linspace(-1.0, 1.0, rule.num_centroids, dtype=jnp.float32)
@@ -96,13 +119,10 @@ def init(params: Any, config: GQConfig) -> QuantState:
       rules when `config.strict` is set.
     """
     check_no_unused_rules(params, config)
-    centroids = {}
-    for path, leaf in leaves_with_paths(params):
-        rule = rule_for(path, config)
-        if rule is None:
-            continue
-        check_leaf(path, leaf, rule)
-        centroids[path] = _initial_centroids(leaf, rule, config)
+    centroids = {
+        path: _initial_centroids(leaf, rule, config)
+        for path, leaf, rule in matched_leaves(params, config)
+    }
     return QuantState(centroids)
 
 
@@ -164,15 +184,13 @@ def quantize_params(
     """
     alpha = jnp.asarray(alpha, jnp.float32)
 
-    def quantize(path_keys, leaf):
-        path = path_to_str(path_keys)
-        rule = rule_for(path, config)
-        if rule is None:
-            return leaf
-        check_leaf(path, leaf, rule)
-        return quantize_leaf(leaf, centroids_for(path, rule, state), alpha, rule, config, hard)
-
-    return jax.tree_util.tree_map_with_path(quantize, params)
+    return map_matched_leaves(
+        lambda path, leaf, rule: quantize_leaf(
+            leaf, centroids_for(path, rule, state), alpha, rule, config, hard
+        ),
+        params,
+        config,
+    )
 
 
 def snap(params: Any, state: QuantState, config: GQConfig) -> Any:
