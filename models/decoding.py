@@ -1,0 +1,228 @@
+"""Transducer decoding: batched greedy search (jit) and modified beam search, for any `Transducer`.
+
+Both decoders walk the encoder frames of each utterance and, at frame t, emit at most
+`max_symbols_per_frame` non-blank tokens before moving to frame t + 1 (emitting blank also moves on).
+
+- Greedy: at every step take `argmax_k logits(t, u)`; blank ends the frame. One `lax.scan` over
+  frames for the whole batch.
+- Modified beam search: keep the `beam_width` best hypotheses (token sequence, log-probability) at
+  every step. In each of up to `max_symbols_per_frame` rounds per frame, every hypothesis still
+  emitting in this frame offers its blank extension (done with the frame) and its non-blank
+  extensions (may emit again); these compete with the hypotheses already done with the frame, and
+  the best `beam_width` survive. Hypotheses with equal sequences and status are merged
+  (`logaddexp`). After the last round, the ones still emitting move on without a blank. With
+  `beam_width = 1` this is greedy search exactly.
+
+Both return token ids; pass a `tokenizer` (any object with `decode(ids) -> str`) to get text too.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models.transducer_parts import PredictorState, Transducer
+
+
+class Tokenizer(Protocol):
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class DecodeResult(NamedTuple):
+    """`token_ids[b]`: the hypothesis for utterance b; `texts[b]` its text (None: no tokenizer)."""
+
+    token_ids: list[list[int]]
+    texts: list[str] | None
+
+
+def _result(token_ids: list[list[int]], tokenizer: Tokenizer | None) -> DecodeResult:
+    texts = None if tokenizer is None else [tokenizer.decode(ids) for ids in token_ids]
+    return DecodeResult(token_ids, texts)
+
+
+def _check_max_symbols(max_symbols_per_frame: int) -> None:
+    if max_symbols_per_frame < 1:
+        raise ValueError(f"max_symbols_per_frame must be >= 1, got {max_symbols_per_frame}")
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _encode(model: Transducer, variables, features: jax.Array, feature_lengths: jax.Array):
+    return model.apply(variables, features, feature_lengths, method=model.encode)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _predict(model: Transducer, variables, tokens: jax.Array, state: PredictorState | None):
+    """tokens `[N]` -> (pred_proj `[N, J]`, state) after one prediction-network step."""
+    pred_proj, state = model.apply(variables, tokens[:, None], state, method=model.predict)
+    return pred_proj[:, 0], state
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_symbols_per_frame"))
+def greedy_search(
+    model: Transducer,
+    variables,
+    features: jax.Array,
+    feature_lengths: jax.Array,
+    max_symbols_per_frame: int = 3,
+) -> tuple[jax.Array, jax.Array]:
+    """Batched greedy decoding.
+
+    Args:
+      features: `[B, T, F]`; feature_lengths: `[B]`.
+    Returns:
+      `tokens [B, T' * max_symbols_per_frame]` int32 (-1 after the end) and `num_tokens [B]`.
+    """
+    enc_proj, enc_lengths = _encode(model, variables, features, feature_lengths)
+    batch, num_frames, _ = enc_proj.shape
+    blank = model.blank_id
+    pred_proj, state = _predict(model, variables, jnp.full((batch,), blank, jnp.int32), None)
+    rows = jnp.arange(batch)
+
+    def frame_step(carry, t):
+        tokens, num_tokens, pred_proj, state = carry
+        enc_t = enc_proj[:, t]
+
+        def symbol_step(carry, _):
+            tokens, num_tokens, pred_proj, state, emitting = carry
+            logits = model.apply(variables, enc_t, pred_proj, method=model.joint_logits)
+            best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            emit = emitting & (best != blank)
+            tokens = tokens.at[rows, num_tokens].set(
+                jnp.where(emit, best, tokens[rows, num_tokens]), mode="drop")
+            new_pred, new_state = _predict(model, variables, best, state)
+            keep = lambda new, old: jnp.where(emit.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+            return (tokens, num_tokens + emit, keep(new_pred, pred_proj),
+                    jax.tree_util.tree_map(keep, new_state, state), emit), None
+
+        carry = (tokens, num_tokens, pred_proj, state, t < enc_lengths)
+        (tokens, num_tokens, pred_proj, state, _), _ = jax.lax.scan(
+            symbol_step, carry, None, length=max_symbols_per_frame)
+        return (tokens, num_tokens, pred_proj, state), None
+
+    init = (jnp.full((batch, num_frames * max_symbols_per_frame), -1, jnp.int32),
+            jnp.zeros((batch,), jnp.int32), pred_proj, state)
+    (tokens, num_tokens, _, _), _ = jax.lax.scan(frame_step, init, jnp.arange(num_frames))
+    return tokens, num_tokens
+
+
+def greedy_decode(
+    model: Transducer,
+    variables,
+    features: jax.Array,
+    feature_lengths: jax.Array,
+    *,
+    max_symbols_per_frame: int = 3,
+    tokenizer: Tokenizer | None = None,
+) -> DecodeResult:
+    """`greedy_search` as lists of token ids (and texts through `tokenizer`)."""
+    _check_max_symbols(max_symbols_per_frame)
+    tokens, num_tokens = jax.device_get(
+        greedy_search(model, variables, features, feature_lengths, max_symbols_per_frame))
+    return _result([row[:n].tolist() for row, n in zip(tokens, num_tokens)], tokenizer)
+
+
+class _Hypothesis(NamedTuple):
+    log_prob: float
+    pred_proj: np.ndarray  # [J] prediction after the last token (joint space)
+    state: PredictorState  # leaves [H]
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _frame_log_probs(model: Transducer, variables, enc_frame: jax.Array, pred_proj: jax.Array):
+    """enc_frame `[J]`, pred_proj `[N, J]` -> log-probabilities `[N, V]`."""
+    logits = model.apply(variables, enc_frame[None], pred_proj, method=model.joint_logits)
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
+def _padded(rows: list, width: int) -> np.ndarray:
+    """Stack `rows` and repeat the last one up to `width` rows (one compiled shape per width)."""
+    return np.stack(rows + [rows[-1]] * (width - len(rows)))
+
+
+def _stack_states(states: list[PredictorState], width: int) -> PredictorState:
+    return jax.tree_util.tree_map(lambda *leaves: _padded(list(leaves), width), *states)
+
+
+def _add_merged(pool: dict[tuple[int, ...], _Hypothesis], sequence: tuple[int, ...],
+                hypothesis: _Hypothesis) -> None:
+    """Insert into `pool`, summing probabilities with an existing hypothesis of equal sequence."""
+    if sequence in pool:
+        hypothesis = hypothesis._replace(
+            log_prob=float(np.logaddexp(pool[sequence].log_prob, hypothesis.log_prob)))
+    pool[sequence] = hypothesis
+
+
+def _beam_search_one(model: Transducer, variables, enc_proj: np.ndarray, beam_width: int,
+                     max_symbols_per_frame: int) -> list[int]:
+    """Modified beam search over one utterance's encoder frames `[T, J]`."""
+    blank = model.blank_id
+    start_pred, start_state = jax.device_get(
+        _predict(model, variables, jnp.full((1,), blank, jnp.int32), None))
+    done: dict[tuple[int, ...], _Hypothesis] = {
+        (): _Hypothesis(0.0, start_pred[0], jax.tree_util.tree_map(lambda x: x[0], start_state))}
+    for enc_frame in enc_proj:
+        emitting, done = done, {}
+        for _ in range(max_symbols_per_frame):
+            sequences = list(emitting)
+            hyps = [emitting[s] for s in sequences]
+            log_probs = np.asarray(_frame_log_probs(
+                model, variables, enc_frame, _padded([h.pred_proj for h in hyps], beam_width)))
+            # Candidates: (log_prob, sequence, parent index or -1 for "done", token or None).
+            candidates = [(h.log_prob, s, -1, None) for s, h in done.items()]
+            for i, (sequence, hyp) in enumerate(zip(sequences, hyps)):
+                candidates.append((hyp.log_prob + float(log_probs[i, blank]), sequence, i, None))
+                tokens = np.argsort(-log_probs[i])[:beam_width + 1]
+                candidates += [(hyp.log_prob + float(log_probs[i, k]), sequence + (int(k),), i, int(k))
+                               for k in tokens if k != blank]
+            merged: dict[tuple[tuple[int, ...], bool], tuple[float, int, int | None]] = {}
+            for log_prob, sequence, parent, token in candidates:
+                key = (sequence, token is not None)  # equal keys have equal predictor states
+                if key in merged:
+                    merged[key] = (float(np.logaddexp(merged[key][0], log_prob)),) + merged[key][1:]
+                else:
+                    merged[key] = (log_prob, parent, token)
+            best = sorted(merged.items(), key=lambda item: -item[1][0])[:beam_width]
+            next_done: dict[tuple[int, ...], _Hypothesis] = {}
+            extend = []
+            for (sequence, emitted), (log_prob, parent, token) in best:
+                if emitted:
+                    extend.append((sequence, log_prob, parent, token))
+                else:
+                    source = done[sequence] if parent < 0 else hyps[parent]
+                    next_done[sequence] = source._replace(log_prob=log_prob)
+            done, emitting = next_done, {}
+            if not extend:
+                break
+            pred_proj, state = jax.device_get(_predict(
+                model, variables, jnp.asarray(_padded([e[3] for e in extend], beam_width)),
+                _stack_states([hyps[e[2]].state for e in extend], beam_width)))
+            for j, (sequence, log_prob, _, _) in enumerate(extend):
+                emitting[sequence] = _Hypothesis(
+                    log_prob, pred_proj[j], jax.tree_util.tree_map(lambda x: x[j], state))
+        for sequence, hyp in emitting.items():  # symbol cap reached: move on without a blank
+            _add_merged(done, sequence, hyp)
+    return list(max(done.items(), key=lambda item: item[1].log_prob)[0])
+
+
+def beam_search(
+    model: Transducer,
+    variables,
+    features: jax.Array,
+    feature_lengths: jax.Array,
+    *,
+    beam_width: int = 4,
+    max_symbols_per_frame: int = 3,
+    tokenizer: Tokenizer | None = None,
+) -> DecodeResult:
+    """Modified beam search (see the module docstring); the encoder runs batched, the search per
+    utterance on the host with jit-compiled joint and prediction steps of `beam_width` rows."""
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    _check_max_symbols(max_symbols_per_frame)
+    enc_proj, enc_lengths = jax.device_get(_encode(model, variables, features, feature_lengths))
+    return _result([_beam_search_one(model, variables, enc[:n], beam_width, max_symbols_per_frame)
+                    for enc, n in zip(enc_proj, enc_lengths)], tokenizer)

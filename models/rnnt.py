@@ -1,0 +1,89 @@
+"""RNN-T: a unidirectional LSTM encoder with frame stacking and time reduction (He et al., 2019).
+
+The encoder concatenates every `frame_stack` consecutive feature frames (stride `frame_stack`),
+runs `num_layers` LSTM layers, and after layer `time_reduction_layer` concatenates every
+`time_reduction_factor` consecutive outputs, so the output rate is the input rate divided by
+`frame_stack * time_reduction_factor`. Parameter paths: `encoder/lstm_{i}/{input_kernel,
+recurrent_kernel,bias}`. `make_rnnt` joins it with the shared prediction and joint networks.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models.frontend import frame_mask
+from models.transducer_parts import JointNetwork, LSTMLayer, PredictionNetwork, Transducer
+
+
+def stack_frames(x: jax.Array, lengths: jax.Array, factor: int) -> tuple[jax.Array, jax.Array]:
+    """Concatenate every `factor` consecutive frames: `[B, T, D] -> [B, ceil(T/f), f*D]`.
+
+    Output frame `s` is `[x_{fs}, ..., x_{fs+f-1}]`; frames at or past `lengths` are zeroed first, so
+    an utterance's output does not depend on its padding. New lengths: `ceil(lengths / f)`.
+    """
+    if factor < 1:
+        raise ValueError(f"stack_frames: factor must be >= 1, got {factor}")
+    batch, num_frames, dim = x.shape
+    x = jnp.where(frame_mask(lengths, num_frames)[..., None], x, 0.0)
+    padded_frames = -(-num_frames // factor) * factor
+    x = jnp.pad(x, ((0, 0), (0, padded_frames - num_frames), (0, 0)))
+    return x.reshape(batch, padded_frames // factor, factor * dim), -(-lengths // factor)
+
+
+class LSTMEncoder(nn.Module):
+    """features `[B, T, F]` -> (`[B, T', hidden_size]`, lengths), `T' = ceil(ceil(T/s)/r)`."""
+
+    num_layers: int = 2
+    hidden_size: int = 64
+    frame_stack: int = 1
+    time_reduction_layer: int | None = None
+    time_reduction_factor: int = 2
+    dropout_rate: float = 0.0
+
+    def setup(self):
+        if self.time_reduction_layer is not None and not 0 <= self.time_reduction_layer < self.num_layers:
+            raise ValueError(
+                f"LSTMEncoder: time_reduction_layer must be None or in [0, num_layers="
+                f"{self.num_layers}), got {self.time_reduction_layer}")
+        self.lstm = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def __call__(self, features: jax.Array, lengths: jax.Array, train: bool = False
+                 ) -> tuple[jax.Array, jax.Array]:
+        x, lengths = stack_frames(features, lengths, self.frame_stack)
+        for i, layer in enumerate(self.lstm):
+            x, _ = layer(x)
+            x = self.dropout(x, deterministic=not train)
+            if i == self.time_reduction_layer:
+                x, lengths = stack_frames(x, lengths, self.time_reduction_factor)
+        return x, lengths
+
+
+def make_rnnt(
+    vocab_size: int,
+    *,
+    encoder_layers: int = 2,
+    encoder_hidden_size: int = 64,
+    frame_stack: int = 1,
+    time_reduction_layer: int | None = None,
+    time_reduction_factor: int = 2,
+    dropout_rate: float = 0.0,
+    predictor_embed_dim: int = 32,
+    predictor_hidden_size: int = 64,
+    predictor_layers: int = 1,
+    joint_dim: int = 64,
+    blank_id: int = 0,
+    loss_chunk_size: int = 32,
+) -> Transducer:
+    """An RNN-T transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
+    return Transducer(
+        encoder=LSTMEncoder(encoder_layers, encoder_hidden_size, frame_stack, time_reduction_layer,
+                            time_reduction_factor, dropout_rate),
+        predictor=PredictionNetwork(vocab_size, predictor_embed_dim, predictor_hidden_size,
+                                    predictor_layers),
+        joint=JointNetwork(vocab_size, joint_dim),
+        blank_id=blank_id,
+        loss_chunk_size=loss_chunk_size,
+    )

@@ -1,0 +1,109 @@
+"""Conformer: relative attention against a per-pair loop, padding invariance, streaming mask."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models.conformer import (ConformerEncoder, RelativeMultiHeadAttention, attention_mask,
+                              make_conformer, subsampled_lengths)
+
+SMALL = dict(num_layers=2, model_dim=16, num_heads=2, ff_multiplier=2, conv_kernel_size=5,
+             subsampling_channels=4)
+
+
+def _sinusoid(distance, dim):
+    return np.array([np.sin(distance / 10000 ** (2 * (k // 2) / dim)) if k % 2 == 0
+                     else np.cos(distance / 10000 ** (2 * (k // 2) / dim)) for k in range(dim)])
+
+
+def test_relative_attention_matches_a_per_pair_loop():
+    batch, frames, dim, heads = 1, 5, 8, 2
+    x = jax.random.normal(jax.random.key(0), (batch, frames, dim))
+    mask = attention_mask(jnp.array([4]), frames)
+    layer = RelativeMultiHeadAttention(heads)
+    params = layer.init(jax.random.key(1), x, mask)["params"]
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero u, v biases
+    actual = layer.apply({"params": params}, x, mask)
+    p = jax.tree_util.tree_map(np.asarray, params)
+    xs = np.asarray(x[0], np.float64)
+    proj = lambda name: np.einsum("td,dhk->thk", xs, p[name]["kernel"]) + p[name]["bias"]
+    q, k, v = proj("query"), proj("key"), proj("value")
+    head_dim = dim // heads
+    context = np.zeros((frames, heads, head_dim))
+    for i in range(frames):
+        for h in range(heads):
+            scores = np.full(frames, -np.inf)
+            for j in range(4):  # valid keys only
+                pos = _sinusoid(i - j, dim) @ p["position"]["kernel"][:, h]
+                scores[j] = ((q[i, h] + p["pos_bias_u"][h]) @ k[j, h]
+                             + (q[i, h] + p["pos_bias_v"][h]) @ pos) / np.sqrt(head_dim)
+            weights = np.exp(scores - scores.max())
+            context[i, h] = (weights / weights.sum()) @ v[:, h]
+    expected = np.einsum("thk,hkd->td", context, p["output"]["kernel"]) + p["output"]["bias"]
+    np.testing.assert_allclose(actual[0], expected, atol=1e-4)
+
+
+def test_chunked_attention_mask_allows_own_and_left_chunks_only():
+    mask = np.asarray(attention_mask(jnp.array([6]), 6, chunk_size=2, left_chunks=1)[0])
+    chunk = np.arange(6) // 2
+    expected = (chunk[None, :] <= chunk[:, None]) & (chunk[None, :] >= chunk[:, None] - 1)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(attention_mask(jnp.array([4]), 6)[0],
+                                  np.broadcast_to(np.arange(6) < 4, (6, 6)))
+
+
+def _encode(encoder, features, lengths):
+    variables = jax.jit(encoder.init)(jax.random.key(1), features, lengths)
+    return jax.jit(lambda f, l: encoder.apply(variables, f, l))
+
+
+def test_valid_outputs_do_not_depend_on_padding():
+    encoder = ConformerEncoder(**SMALL)
+    features = jax.random.normal(jax.random.key(0), (1, 40, 12))
+    run = _encode(encoder, features, jnp.array([40]))
+    alone, alone_lengths = run(features, jnp.array([27]))
+    junk = jax.random.normal(jax.random.key(2), features.shape) * 5
+    padded = jnp.where(jnp.arange(40)[None, :, None] < 27, features, junk)
+    batched, batched_lengths = run(padded, jnp.array([27]))
+    n = int(subsampled_lengths(jnp.array(27)))
+    assert int(alone_lengths[0]) == int(batched_lengths[0]) == n == 6
+    np.testing.assert_allclose(batched[0, :n], alone[0, :n], atol=1e-5)
+    assert np.all(np.asarray(batched[0, n:]) == 0.0)
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_streaming_mask_makes_chunks_independent_of_later_input(streaming):
+    chunk = 3
+    options = dict(attention_chunk_size=chunk, causal_convolution=True) if streaming else {}
+    encoder = ConformerEncoder(**SMALL, **options)
+    features = jax.random.normal(jax.random.key(0), (1, 40, 12))
+    lengths = jnp.array([40])
+    run = _encode(encoder, features, lengths)
+    first_future_input = 4 * chunk + 3  # subsampled frame i reads input frames 4i .. 4i + 6
+    changed = features.at[:, first_future_input:].add(1.0)
+    before, after = run(features, lengths)[0], run(changed, lengths)[0]
+    same = np.allclose(before[:, :chunk], after[:, :chunk], atol=1e-5)
+    assert same == streaming
+    assert not np.allclose(before[:, chunk:], after[:, chunk:], atol=1e-5)
+
+
+@pytest.mark.slow  # compiles the encoder, loss and their gradient: ~10-25 s on 2 cores
+def test_conformer_transducer_loss_and_gradient_are_finite():
+    model = make_conformer(6, encoder_layers=1, model_dim=16, num_heads=2, ff_multiplier=2,
+                           conv_kernel_size=5, subsampling_channels=4, predictor_hidden_size=16,
+                           joint_dim=16, dropout_rate=0.1)
+    features = jax.random.normal(jax.random.key(0), (2, 30, 12))
+    batch = (features, jnp.array([30, 21]), jnp.array([[1, 2], [3, -1]]), jnp.array([2, 1]))
+    variables = jax.jit(model.init)(jax.random.key(1), *batch)
+    loss_fn = lambda p, key: model.apply({"params": p}, *batch, train=True,
+                                         rngs={"dropout": key}).sum()
+    loss, grads = jax.jit(jax.value_and_grad(loss_fn))(variables["params"], jax.random.key(2))
+    assert np.isfinite(loss) and loss > 0
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_too_few_frames_for_the_subsampling_are_rejected():
+    encoder = ConformerEncoder(**SMALL)
+    with pytest.raises(ValueError, match="at least 7 input frames"):
+        encoder.init(jax.random.key(0), jnp.zeros((1, 6, 12)), jnp.array([6]))
