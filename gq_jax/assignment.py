@@ -16,9 +16,8 @@ normalised-weight space u, and its backward is always the Jacobian of the soft v
 Memory: the dense form (window=None) materialises [N, K] arrays. The windowed form takes only the
 J = min(2w, K) centroids around v's position in the sorted codebook (found with `searchsorted`),
 one [N] column at a time (a `fori_loop` with an online softmax), so its memory is a few times N
-whatever K; it equals the dense form
-when 2w >= K and otherwise drops terms of weight below exp(−α d(w − 1)). Its centroid gradient is
-a segment-sum per column.
+whatever K; it equals the dense form when 2w >= K and otherwise drops terms of weight below
+exp(−α d(w − 1)). Its centroid gradient is a segment-sum per column.
 """
 
 from __future__ import annotations
@@ -136,13 +135,6 @@ def soft_value(
     return _windowed_soft(v, centroids, alpha, distance, width).v_soft
 
 
-def _forward_value(v, centroids, alpha, hard_forward, distance, window) -> jax.Array:
-    """v̂ (hard) or ṽ (soft): [N], the point at which the backward takes expand's slope."""
-    if hard_forward:
-        return centroids[nearest_index(v, centroids)]
-    return soft_value(v, centroids, alpha, distance=distance, window=window)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
 def assign(
     v: jax.Array,
@@ -178,24 +170,28 @@ def _assign_bwd(hard_forward, distance, window, mu, residuals, g):
     v, centroids, alpha = residuals
     num = centroids.shape[0]
     delta = centroid_spacing(num)
-    forward_v = _forward_value(v, centroids, alpha, hard_forward, distance, window)
-    _, expand_slope = jax.jvp(lambda x: expand(x, mu), (forward_v,), (jnp.ones_like(forward_v),))
-    g = g * expand_slope
     width = window_width(num, window)
     if width is None:
         a, v_soft = _dense_soft(v, centroids, alpha, distance)
+    else:
+        soft = _windowed_soft(v, centroids, alpha, distance, width)
+        v_soft = soft.v_soft
+    # Chain through expand at the forward point: v̂ ("ste") or ṽ ("soft").
+    forward_v = centroids[nearest_index(v, centroids)] if hard_forward else v_soft
+    _, expand_slope = jax.jvp(lambda x: expand(x, mu), (forward_v,), (jnp.ones_like(forward_v),))
+    g = g * expand_slope
+    if width is None:
         t, per_centroid = _vjp_terms(
             g[:, None], a, centroids[None, :], v_soft[:, None], v[:, None], alpha, delta, distance
         )
         grad_v, grad_c = -jnp.sum(t, axis=-1), jnp.sum(per_centroid, axis=0)
     else:
-        soft = _windowed_soft(v, centroids, alpha, distance, width)
 
         def accumulate(j, carry):
             grad_v, grad_c = carry
             cand = centroids[soft.start + j]
             a = jnp.exp(_logits(v, cand, alpha, delta, distance) - soft.top) / soft.total
-            t, per_centroid = _vjp_terms(g, a, cand, soft.v_soft, v, alpha, delta, distance)
+            t, per_centroid = _vjp_terms(g, a, cand, v_soft, v, alpha, delta, distance)
             segment = jax.ops.segment_sum(per_centroid, soft.start + j, num_segments=num)
             return grad_v - t, grad_c + segment
 
