@@ -32,7 +32,7 @@ test: setup
 	$(PY) -m pytest -q -ra
 
 demo: setup
-	$(PY) scripts/run_readme_example.py
+	$(PY) scripts/demo.py
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[librispeech,dev,bench]'

@@ -1,0 +1,94 @@
+"""Base config: every field the training and evaluation commands read, with defaults.
+
+Other configs start from `get_config()` and override a few fields. `training.config.check_fields`
+rejects any field not defined here (model fields are checked against the model factory's
+signature), so a typo in a config file or on the command line is an error naming the field.
+
+Sections:
+  data      where the examples come from (`kind`: synth | manifest | librispeech_folder |
+            librispeech_tfds) and the tokenizer (`char`, or `sentencepiece` of `vocab_size`).
+  features  log-mel front end, per-utterance normalisation, SpecAugment (training only).
+  model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
+            `models.conformer.make_conformer`.
+  optim     optimizer of the network weights (adamw, warm-up then cosine decay, clipping).
+  quant     `method` (float | gq | uniform_ste | ptq_round | ptq_kmeans), `rules` as ordered
+            (regex over the '/'-joined parameter path, bits, "tensor" | "channel") tuples (first
+            match wins), GQ's µ, mode, window and centroid init, the softmax sharpness schedule
+            `alpha`, `snap_every` (latent weights := hard values every F steps; 0: never), the
+            centroids' own optimizer and learning rate, and `init_from` (the workdir of a float run
+            whose latest parameters start this one; "" starts from random weights).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.kind = "synth"
+    config.data.path = "data/synth-en-small"
+    config.data.train_split = "train"
+    config.data.dev_split = "dev"
+    config.data.eval_splits = ("test", "test_other")
+    config.data.tokenizer = "char"
+    config.data.vocab_size = 256  # sentencepiece only
+    config.data.num_buckets = 4
+    config.data.max_train_examples = 0  # 0: all
+    config.data.max_dev_examples = 64  # dev WER during training on this many utterances; 0: all
+
+    config.features = ml_collections.ConfigDict()
+    config.features.num_mel_bins = 80
+    config.features.spec_augment = False
+    config.features.num_freq_masks = 2
+    config.features.max_freq_mask_bins = 27
+    config.features.num_time_masks = 2
+    config.features.max_time_mask_frames = 40
+    config.features.max_time_mask_fraction = 0.05
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "rnnt"
+    config.model.encoder_layers = 2
+    config.model.encoder_hidden_size = 128
+    config.model.frame_stack = 3
+    config.model.time_reduction_layer = 0
+    config.model.time_reduction_factor = 2
+    config.model.predictor_embed_dim = 32
+    config.model.predictor_hidden_size = 128
+    config.model.joint_dim = 128
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 2e-3
+    config.optim.warmup_steps = 100
+    config.optim.end_learning_rate_fraction = 0.05
+    config.optim.weight_decay = 1e-6
+    config.optim.grad_clip_norm = 5.0
+
+    config.quant = ml_collections.ConfigDict()
+    config.quant.method = "float"
+    config.quant.rules = ((r".*kernel", 4, "channel"),)
+    config.quant.mu = 255.0
+    config.quant.mode = "ste"
+    config.quant.window = 4
+    config.quant.init = "uniform"
+    config.quant.alpha = ml_collections.ConfigDict()
+    config.quant.alpha.schedule = "exponential"  # constant | linear | exponential
+    config.quant.alpha.start = 5.0
+    config.quant.alpha.end = 500.0
+    config.quant.alpha.begin_step = 0
+    config.quant.alpha.end_step = 1000
+    config.quant.snap_every = 0
+    config.quant.centroid_optimizer = "adam"  # any optax optimizer taking a learning rate
+    config.quant.centroid_learning_rate = 1e-3
+    config.quant.init_from = ""
+
+    config.batch_size = 16  # global, over all devices and hosts
+    config.num_train_steps = 2000
+    config.log_every_steps = 50
+    config.eval_every_steps = 500
+    config.checkpoint_every_steps = 250
+    config.keep_checkpoints = 3
+    config.eval_batch_size = 16
+    config.beam = 1  # 1: greedy
+    return config

@@ -1,0 +1,48 @@
+"""Configs: every config file loads, passes the field check, and builds its model and quantizer."""
+
+import importlib
+import pathlib
+
+import pytest
+
+from training import config as config_lib
+
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
+                 if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_passes_the_field_check_and_builds_its_parts(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config_lib.check_fields(config)
+    config_lib.model_from_config(config.model, vocab_size=29)
+    config_lib.alpha_schedule(config.quant.alpha)
+    config_lib.quantizer_for(config.quant.method)
+    for method in ("gq", "uniform_ste", "ptq_round", "ptq_kmeans"):
+        config.quant.method = method
+        assert len(config_lib.gq_config(config.quant).rules) == len(config.quant.rules)
+
+
+@pytest.mark.parametrize("section, field", [("", "num_train_stepz"), ("quant", "snap_evry"),
+                                            ("model", "encoder_layerz")])
+def test_an_unknown_field_is_an_error_naming_it(section, field):
+    config = importlib.import_module("configs.default").get_config()
+    (config[section] if section else config)[field] = 1
+    with pytest.raises(ValueError, match=(f"{section}." if section else "") + field):
+        config_lib.check_fields(config)
+
+
+def test_an_unknown_method_is_an_error_naming_the_known_ones():
+    config = importlib.import_module("configs.default").get_config()
+    config.quant.method = "gq4"
+    with pytest.raises(ValueError, match="ptq_kmeans"):
+        config_lib.check_fields(config)
+
+
+def test_float_has_no_rules_and_the_rules_keep_their_order():
+    config = importlib.import_module("configs.rnnt_librispeech").get_config()
+    assert config_lib.gq_config(config.quant).rules == ()
+    config.quant.method = "gq"
+    rules = config_lib.gq_config(config.quant).rules
+    assert [(r.pattern, r.bits) for r in rules] == [(p, b) for p, b, _ in config.quant.rules]
+    assert rules[0].bits == 1

@@ -1,0 +1,61 @@
+"""eval.py: scores per split and model, the packed artifact decodes exactly like the in-memory
+hard-quantized model, and a workdir without a checkpoint is a clear error."""
+
+import json
+
+import pytest
+
+import eval as eval_cmd
+import gq_jax
+from corpora import synth
+from tests.test_synth import tiny_corpus  # noqa: F401
+from tests.test_train import float_run, gq_run  # noqa: F401
+from training import evaluate, input_pipeline, runs
+
+
+@pytest.mark.slow
+def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcripts(gq_run, tmp_path):  # noqa: F811
+    export = tmp_path / "model.gqpk"
+    output = eval_cmd.evaluate_run(str(gq_run), splits=["dev"], export=str(export))
+    run = runs.load(gq_run)
+    examples = input_pipeline.read_examples(run.config.data, "dev")
+    transcribe = lambda params: evaluate.transcribe(run.model, params, examples, run.tokenizer,
+                                                    run.config.features, 4)
+    in_memory = transcribe(gq_jax.dequantize(run.hardened()))
+    from_file = transcribe(gq_jax.dequantize(gq_jax.load_packed(export)))
+    assert from_file == in_memory
+    assert output["export"]["file_bytes"] == export.stat().st_size
+    saved = json.loads((gq_run / "eval.json").read_text())
+    assert set(saved) == {"dev"} and set(saved["dev"]) == {"float", "quantized"}
+    assert evaluate.scores(*in_memory) == pytest.approx(saved["dev"]["quantized"])
+    assert "float32" in (tmp_path / "model.gqpk.size.txt").read_text()
+
+
+@pytest.mark.slow
+def test_ptq_rows_use_the_run_rules_at_the_requested_bits(float_run):  # noqa: F811
+    output = eval_cmd.evaluate_run(str(float_run), splits=["dev"], ptq=["ptq_round:8"], max_examples=4)
+    assert set(output["results"]["dev"]) == {"float", "ptq_round_8bit"}
+    assert output["sizes"]["ptq_round_8bit"]["average_bits"] == 8.0
+
+
+def test_scores_count_substitutions_deletions_and_insertions():
+    s = evaluate.scores(["A B C", "D E"], ["A X C", "D E F"])
+    assert (s["substitutions"], s["deletions"], s["insertions"], s["num_words"]) == (1, 0, 1, 5)
+    assert s["wer"] == pytest.approx(2 / 5)
+    assert evaluate.scores(["AB"], [""])["cer"] == 1.0
+
+
+def test_eval_on_a_workdir_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a training workdir"):
+        eval_cmd.evaluate_run(str(tmp_path))
+
+
+def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):  # noqa: F811
+    from configs import default
+
+    data, splits = eval_cmd.data_for(str(tiny_corpus / "test.jsonl"), default.get_config().data)
+    assert (data.kind, splits) == ("manifest", ["test"])
+    examples = input_pipeline.read_examples(data, "test")
+    assert [e["id"] for e in examples] == [e["id"] for e in synth.read_split(tiny_corpus, "test")]
+    folder, splits = eval_cmd.data_for(str(tiny_corpus), default.get_config().data)
+    assert (folder.kind, splits) == ("manifest", None)

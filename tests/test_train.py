@@ -1,0 +1,199 @@
+"""train.py: resume after SIGKILL is exact, pmap over 2 devices matches 1, bad input fails clearly.
+
+Session fixtures (`float_run`, `gq_run`) train a tiny RNN-T on the tiny synth-en corpus in
+process; other modules reuse them with `from tests.test_train import float_run, gq_run`.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tests.test_synth import tiny_corpus  # noqa: F401
+from training import checkpoints, metrics, runs
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(corpus: pathlib.Path, **overrides):
+    from configs import test_tiny
+
+    config = test_tiny.get_config()
+    config.data.path = str(corpus)
+    for dotted, value in overrides.items():
+        section, _, field = dotted.rpartition(".")
+        target = config
+        for key in filter(None, section.split(".")):
+            target = target[key]
+        target[field] = value
+    return config
+
+
+def command(corpus: pathlib.Path, workdir: pathlib.Path, *flags: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs/test_tiny.py"),
+            "--workdir", str(workdir), f"--config.data.path={corpus}", *flags]
+
+
+def subprocess_env(devices: int = 1) -> dict[str, str]:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "JAX_PLATFORMS": "cpu"}
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="session")
+def float_run(tiny_corpus, tmp_path_factory) -> pathlib.Path:  # noqa: F811
+    """A finished 6-step float run (checkpoints at 2, 4, 6)."""
+    import train
+
+    workdir = tmp_path_factory.getbasetemp() / "float-run"
+    if not (workdir / "checkpoints" / "6").exists():
+        train.train_and_evaluate(tiny_config(tiny_corpus), str(workdir))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def gq_run(tiny_corpus, float_run, tmp_path_factory) -> pathlib.Path:  # noqa: F811
+    """A 6-step GQ 4-bit fine-tune of `float_run`, snapping every 3 steps."""
+    import train
+
+    workdir = tmp_path_factory.getbasetemp() / "gq-run"
+    if not (workdir / "checkpoints" / "6").exists():
+        train.train_and_evaluate(tiny_config(tiny_corpus, **{
+            "quant.method": "gq", "quant.init_from": str(float_run), "quant.snap_every": 3}), str(workdir))
+    return workdir
+
+
+def test_changed_fraction_counts_the_weights_whose_index_moved():
+    before = {"a": np.array([0, 1, 2, 3]), "b": np.array([[1, 1], [0, 0]])}
+    after = {"a": np.array([0, 1, 3, 3]), "b": np.array([[0, 1], [0, 1]])}
+    assert metrics.changed_fraction(before, after) == pytest.approx(3 / 8)
+    assert metrics.changed_fraction({}, after) is None
+
+
+@pytest.mark.slow
+def test_float_run_logs_metrics_and_keeps_checkpoints(float_run):
+    records = metrics.read(float_run)
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert all(np.isfinite(r["loss"]) and r["learning_rate"] > 0 for r in records)
+    assert 0.0 <= records[-1]["dev_wer"]
+    assert sorted(checkpoints.manager(float_run, create=False).all_steps()) == [2, 4, 6]
+
+
+@pytest.mark.slow
+def test_gq_fine_tuning_starts_from_the_float_run_and_keeps_centroids_sorted(gq_run, float_run):
+    run = runs.load(gq_run)
+    for path, c in run.quant.centroids.items():
+        c = np.asarray(c)
+        assert np.all(np.diff(c) >= 0) and np.all(np.abs(c) <= 1), path
+    records = metrics.read(gq_run)
+    assert all(0.0 <= r["changed_centroid_fraction"] <= 1.0 for r in records)
+    assert (gq_run / "weights_start.png").exists() and (gq_run / "weights_end.png").exists()
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
+        tiny_corpus, float_run, tmp_path):  # noqa: F811
+    workdir = tmp_path / "killed"
+    process = subprocess.Popen(command(tiny_corpus, workdir), env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 80
+    while not (workdir / "checkpoints" / "2").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoints.manager(workdir, create=False).latest_step()
+    assert killed_at is not None and killed_at < 6, f"the run was not interrupted (latest {killed_at})"
+    result = subprocess.run(command(tiny_corpus, workdir), env=subprocess_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resumed from step {killed_at}" in result.stdout
+    resumed, reference = runs.load(workdir), runs.load(float_run)
+    assert resumed.step == reference.step == 6
+    assert_trees_equal(resumed.params, reference.params)
+
+
+@pytest.mark.slow
+def test_pmap_over_two_devices_matches_one_device_with_the_same_global_batch(
+        tiny_corpus, float_run, tmp_path):  # noqa: F811
+    workdir = tmp_path / "two-devices"
+    result = subprocess.run(command(tiny_corpus, workdir, "--config.eval_every_steps=100"),
+                            env=subprocess_env(devices=2), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    two, one = runs.load(workdir), runs.load(float_run)
+    for x, y in zip(jax.tree_util.tree_leaves(two.params), jax.tree_util.tree_leaves(one.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+    losses = [[r["loss"] for r in metrics.read(w)] for w in (workdir, float_run)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_unknown_config_field_on_the_command_line_is_an_error_naming_it(tmp_path):
+    result = subprocess.run(command(tmp_path, tmp_path / "w", "--config.quant.snap_evry=3"),
+                            env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "snap_evry" in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_incompatible_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tiny_corpus, float_run):  # noqa: F811
+    import train
+
+    before = {p: p.stat().st_mtime_ns for p in float_run.rglob("*")}
+    config = tiny_config(tiny_corpus, **{"model.encoder_hidden_size": 8})
+    with pytest.raises(ValueError, match="incompatible config.*encoder_hidden_size"):
+        train.train_and_evaluate(config, str(float_run))
+    assert {p: p.stat().st_mtime_ns for p in float_run.rglob("*")} == before
+
+
+def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):  # noqa: F811
+    import train
+
+    config = tiny_config(tiny_corpus, **{"quant.method": "gq", "quant.init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train.train_and_evaluate(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(tiny_corpus, tmp_path):  # noqa: F811
+    workdir = tmp_path / "nan"
+    result = subprocess.run(
+        command(tiny_corpus, workdir, "--config.optim.learning_rate=1e38",
+                "--config.optim.grad_clip_norm=1e38", "--config.checkpoint_every_steps=1",
+                "--config.num_train_steps=20"),
+        env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = checkpoints.manager(workdir, create=False).latest_step()
+    assert f"Last good checkpoint: step {last}" in result.stderr
+    assert f"at step {last + 1};" in result.stderr
+    assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] == 1e38
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(tiny_corpus, float_run, tmp_path):  # noqa: F811
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    workdir = tmp_path / "two-processes"
+    processes = [subprocess.Popen(
+        command(tiny_corpus, workdir, "--distributed", f"--coordinator_address=localhost:{port}",
+                "--num_processes=2", f"--process_id={i}"),
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=150)
+        assert process.returncode == 0, stderr[-2000:]
+    two, one = runs.load(workdir), runs.load(float_run)
+    for x, y in zip(jax.tree_util.tree_leaves(two.params), jax.tree_util.tree_leaves(one.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)

@@ -1,0 +1,242 @@
+"""Train a transducer, in float or quantization-aware (GQ and baselines), data parallel with pmap.
+
+    python train.py --config configs/demo.py --workdir runs/demo-float
+    python train.py --config configs/demo.py --workdir runs/demo-gq4 \
+        --config.quant.method=gq --config.quant.init_from=runs/demo-float
+
+One step, on every local device (`jax.pmap`, gradients averaged with `lax.pmean`):
+
+    Ŵ = quantizer.quantize_params(W, state, rules, alpha(step))   # identity for "float"
+    loss = mean_b RNN-T NLL(model(Ŵ), batch_b)
+    (W, centroids) <- optax.partition update   (weights: AdamW; centroids: their own optimizer)
+    centroids <- project_centroids(centroids);  every `snap_every` steps W <- hard(W)
+
+Rerunning the same command resumes from the latest checkpoint in the workdir (parameters,
+centroids, optimizer state, step, data position, RNG) and ends with exactly the parameters of an
+uninterrupted run. Metrics go to `workdir/metrics.jsonl`.
+
+Multi-host (several machines or processes): call `jax.distributed.initialize()` first (the
+`--distributed` flag does, reading the coordinator address, process count and id from the
+environment or from `--coordinator_address/--num_processes/--process_id`). Every process then
+reads the same global batch of `config.batch_size` and feeds its slice to its local devices; the
+pmap spans all devices of all processes, so the result equals one process with that global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+import sys
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+import gq_jax
+from corpora.batching import Batch, BatchIterator, split_for_devices
+from training import checkpoints, evaluate, input_pipeline, metrics, pictures
+from training import config as config_lib
+from training import state as state_lib
+from training.state import TrainState
+
+def loss_fn(trainable: tuple[Any, gq_jax.QuantState], batch: Batch, key: jax.Array, alpha: jax.Array,
+            *, model, quantizer: gq_jax.Quantizer, gq_config: gq_jax.GQConfig,
+            features_config: ml_collections.ConfigDict) -> jax.Array:
+    """Mean transducer NLL over the real rows (`mask`) of a device's batch, with quantized weights."""
+    params, quant = trainable
+    quantized = quantizer.quantize_params(params, quant, gq_config, alpha)
+    feature_key, dropout_key = jax.random.split(key)
+    feats, lengths = input_pipeline.features(batch, features_config, feature_key)
+    nll = model.apply({"params": quantized}, feats, lengths, batch["labels"], batch["label_lengths"],
+                      train=True, rngs={"dropout": dropout_key})
+    return jnp.sum(nll * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
+
+
+def train_step(state: TrainState, batch: Batch, *, loss: Callable, optimizer: optax.GradientTransformation,
+               alpha_fn: Callable, learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update on every device (inside `pmap` over axis "batch")."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
+                             jax.lax.axis_index("batch"))
+    alpha = alpha_fn(state.step)
+    trainable = (state.params, state.quant)
+    value, grads = jax.value_and_grad(loss)(trainable, batch, key, alpha)
+    grads = jax.lax.pmean(grads, "batch")
+    updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+    params, quant = optax.apply_updates(trainable, updates)
+    state = state._replace(step=state.step + 1, params=params, quant=gq_jax.project_centroids(quant),
+                           opt_state=opt_state)
+    return state, {"loss": jax.lax.pmean(value, "batch"), "alpha": jnp.asarray(alpha, jnp.float32),
+                   "learning_rate": learning_rate_fn(state.step - 1)}
+
+
+def initial_params(model, config: ml_collections.ConfigDict) -> Any:
+    """Random parameters, or those of the latest checkpoint of `config.quant.init_from`."""
+    shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    if not config.quant.init_from:
+        return state_lib.random_params(model, config)
+    params = checkpoints.restore_params(config.quant.init_from)
+    expected = jax.tree_util.tree_map(lambda s: tuple(s.shape), shapes)
+    found = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
+    if expected != found:
+        raise ValueError(f"init_from={config.quant.init_from!r} holds parameters of another model "
+                         f"shape than config.model: {found} vs {expected}")
+    return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def hard_params(quantizer: gq_jax.Quantizer, params: Any, quant: gq_jax.QuantState,
+                gq_config: gq_jax.GQConfig) -> tuple[Any, Any]:
+    """(hardened tree, its dequantized float params): what the shipped model computes with."""
+    hardened = quantizer.harden(params, quant, gq_config)
+    return hardened, gq_jax.dequantize(hardened)
+
+
+def local_slice(batch: Batch) -> Batch:
+    """This process's rows of a global batch (all rows with one process)."""
+    count, index = jax.process_count(), jax.process_index()
+    return {k: np.split(v, count)[index] for k, v in batch.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final state."""
+    config_lib.check_fields(config)
+    workdir_path = pathlib.Path(workdir)
+    checkpoints.check_compatible(config, workdir_path)
+    if config.quant.init_from:
+        init_dir = pathlib.Path(config.quant.init_from) / "checkpoints"
+        if not init_dir.exists():
+            raise FileNotFoundError(f"config.quant.init_from={config.quant.init_from!r}: no checkpoints "
+                                    f"in {init_dir}; train the float model there first")
+    if config.batch_size % jax.device_count():
+        raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
+                         f"{jax.device_count()} devices of all processes")
+    gq_config = config_lib.gq_config(config.quant)
+    quantizer = config_lib.quantizer_for(config.quant.method)
+
+    train_examples = input_pipeline.read_examples(config.data, config.data.train_split,
+                                                  config.data.max_train_examples)
+    dev_examples = input_pipeline.read_examples(config.data, config.data.dev_split,
+                                                config.data.max_dev_examples)
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_examples)
+    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    iterator = BatchIterator(train_examples, tokenizer, config.batch_size,
+                             num_buckets=config.data.num_buckets, seed=config.seed)
+
+    mngr = checkpoints.manager(workdir_path, keep=config.keep_checkpoints)
+    resuming = mngr.latest_step() is not None
+    # When resuming, the checkpoint overwrites everything: random params only give the structure.
+    params = state_lib.random_params(model, config) if resuming else initial_params(model, config)
+    quant = quantizer.init(params, gq_config)
+    optimizer = state_lib.make_optimizer(config)
+    state = state_lib.create(params, quant, optimizer, config.seed)
+    if resuming:
+        state, data_state = checkpoints.restore(mngr, state)
+        iterator.restore(data_state)
+        print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
+    checkpoints.save_config(config, workdir_path)
+
+    learning_rate_fn = state_lib.learning_rate_schedule(config.optim, config.num_train_steps)
+    alpha_fn = config_lib.alpha_schedule(config.quant.alpha)
+    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, gq_config=gq_config,
+                             features_config=config.features)
+    p_train_step = jax.pmap(
+        functools.partial(train_step, loss=loss, optimizer=optimizer, alpha_fn=alpha_fn,
+                          learning_rate_fn=learning_rate_fn),
+        axis_name="batch", donate_argnums=(0,))
+
+    is_chief = jax.process_index() == 0
+    writer = metrics.JsonlWriter(workdir_path)
+    quantized = config.quant.method != "float"
+    if quantized and int(state.step) == 0 and is_chief:
+        pictures.weight_histograms(state.params, quantizer.harden(state.params, state.quant, gq_config),
+                                   workdir_path / "weights_start.png", "start of fine-tuning")
+    previous_indices = metrics.assignment_indices(quantizer.harden(state.params, state.quant, gq_config))
+    start_step = int(state.step)
+    state = state_lib.replicate(state)
+    losses = []
+    bar = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
+                    desc="train", dynamic_ncols=True)
+    for step in range(start_step + 1, config.num_train_steps + 1):
+        batch = split_for_devices(local_slice(next(iterator)), jax.local_device_count())
+        state, step_metrics = p_train_step(state, batch)
+        step_metrics = jax.device_get(state_lib.unreplicate(step_metrics))
+        loss_value = float(step_metrics["loss"])
+        if not math.isfinite(loss_value):
+            mngr.wait_until_finished()  # the checkpoint named below is complete on disk
+            last = mngr.latest_step()
+            raise FloatingPointError(
+                f"loss is {loss_value} at step {step}; stopped. Last good checkpoint: "
+                + (f"step {last} in {mngr.directory}" if last is not None else "none"))
+        losses.append(loss_value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if config.quant.snap_every and step % config.quant.snap_every == 0:
+            host = state_lib.unreplicate(state)
+            _, snapped = hard_params(quantizer, host.params, host.quant, gq_config)
+            state = state_lib.replicate(host._replace(params=snapped))
+        log_now = step % config.log_every_steps == 0 or step == config.num_train_steps
+        eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
+        if is_chief and (log_now or eval_now):
+            host = state_lib.unreplicate(state)
+            hardened, dequantized = hard_params(quantizer, host.params, host.quant, gq_config)
+            indices = metrics.assignment_indices(hardened)
+            record = {"loss": float(np.mean(losses)), "alpha": float(step_metrics["alpha"]),
+                      "learning_rate": float(step_metrics["learning_rate"]),
+                      "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices)}
+            previous_indices, losses = indices, []
+            if eval_now:
+                refs, hyps = evaluate.transcribe(model, dequantized, dev_examples, tokenizer,
+                                                 config.features, config.eval_batch_size)
+                record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
+            writer.write(step, record)
+            bar.write(f"step {step}: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+            checkpoints.save(mngr, state_lib.unreplicate(state), iterator.state())
+    bar.close()
+    mngr.wait_until_finished()
+    final = state_lib.unreplicate(state)
+    if quantized and is_chief:
+        pictures.weight_histograms(final.params, quantizer.harden(final.params, final.quant, gq_config),
+                                   workdir_path / "weights_end.png", f"end of fine-tuning (step {int(final.step)})")
+    return final
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a script, so the module imports cleanly)."""
+    config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
+    flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
+    flags.DEFINE_integer("process_id", None, "This process's id (with --distributed).")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS.distributed:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPU/TPU unaffected
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        sys.exit(f"train.py: error: {e}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

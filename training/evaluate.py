@@ -1,0 +1,76 @@
+"""Transcribe a split with a transducer and score it: WER, CER, substitutions, deletions, insertions.
+
+Scores come from jiwer over the whole split (corpus-level, not averaged per utterance):
+WER = (S + D + I) / N over words, CER the same over characters.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jiwer
+import ml_collections
+import numpy as np
+
+from models import decoding
+from models.transducer_parts import Transducer
+from training import input_pipeline
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _features(batch, config):
+    return input_pipeline.features(batch, config)
+
+
+class _Frozen:
+    """Hashable view of a ConfigDict section (for jit's static arguments)."""
+
+    def __init__(self, section: ml_collections.ConfigDict):
+        self.section = section
+        self._key = tuple(sorted(section.to_dict().items()))
+
+    def __getattr__(self, name):
+        return getattr(self.section, name)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Frozen) and self._key == other._key
+
+
+def transcribe(model: Transducer, params: Any, examples: Sequence[dict[str, Any]], tokenizer,
+               features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1
+               ) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) for `examples`, greedy (`beam` = 1) or modified beam search.
+
+    References are the tokenizer's round trip of each transcript, i.e. the text the model can
+    produce. The order is the batching order (bucket by bucket), the same for every model.
+    """
+    variables = {"params": params}
+    frozen = _Frozen(features_config)
+    refs, hyps = [], []
+    for batch in input_pipeline.eval_batches(examples, tokenizer, batch_size):
+        feats, lengths = _features({k: batch[k] for k in ("audio", "audio_lengths")}, frozen)
+        if beam == 1:
+            result = decoding.greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)
+        else:
+            result = decoding.beam_search(model, variables, feats, lengths, beam_width=beam,
+                                          tokenizer=tokenizer)
+        for row in np.flatnonzero(batch["mask"]):
+            refs.append(tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist()))
+            hyps.append(result.texts[row])
+    return refs, hyps
+
+
+def scores(references: list[str], hypotheses: list[str]) -> dict[str, float | int]:
+    """{wer, cer, substitutions, deletions, insertions, num_words} over the whole split."""
+    if not references:
+        raise ValueError("no utterances to score")
+    words = jiwer.process_words(references, hypotheses)
+    chars = jiwer.process_characters(references, hypotheses)
+    return {"wer": words.wer, "cer": chars.cer, "substitutions": words.substitutions,
+            "deletions": words.deletions, "insertions": words.insertions,
+            "num_words": words.substitutions + words.deletions + words.hits}
