@@ -156,7 +156,8 @@ def render_all(todo: Sequence[Utterance], out_dir, seed, far_field, jobs: int, p
             for args in work:
                 bar.update(_render_star(args))
             return
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        # forkserver, not fork: forking a process in which JAX has started threads can deadlock.
+        with multiprocessing.get_context("forkserver").Pool(jobs) as pool:
             for done in pool.imap_unordered(_render_star, work):
                 bar.update(done)
 
