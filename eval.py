@@ -95,6 +95,20 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def score(run: runs.Run, models: dict[str, Any], data: ml_collections.ConfigDict, splits: list[str],
+          beam: int = 1, max_examples: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split."""
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for split in splits:
+        examples = input_pipeline.read_examples(data, split, max_examples)
+        results[split] = {}
+        for name, params in models.items():
+            refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
+                                             run.config.features, run.config.eval_batch_size, beam)
+            results[split][name] = evaluate.scores(refs, hyps)
+    return results
+
+
 def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] | None = None,
                  beam: int = 1, data: str | None = None, ptq: list[str] = (),
                  export: str | None = None, max_examples: int = 0) -> dict:
@@ -106,14 +120,8 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     data_config, data_splits = (run.config.data, None) if data is None else data_for(data, run.config.data)
     splits = list(data_splits or splits or run.config.data.eval_splits)
     models = models_to_score(run, list(ptq))
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for split in splits:
-        examples = input_pipeline.read_examples(data_config, split, max_examples)
-        results[split] = {}
-        for name, (params, _) in models.items():
-            refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
-                                             run.config.features, run.config.eval_batch_size, beam)
-            results[split][name] = evaluate.scores(refs, hyps)
+    results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
+                    beam, max_examples)
     sizes = {name: {k: v for k, v in dataclasses.asdict(gq_jax.size_report(hardened)).items() if k != "leaves"}
              for name, (_, hardened) in models.items() if hardened is not None}
     output = {"checkpoint": run.step, "beam": beam, "results": results, "sizes": sizes}

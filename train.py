@@ -77,6 +77,18 @@ def train_step(state: TrainState, batch: Batch, *, loss: Callable, optimizer: op
                    "learning_rate": learning_rate_fn(state.step - 1)}
 
 
+def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_jax.Quantizer,
+                      gq_config: gq_jax.GQConfig, optimizer: optax.GradientTransformation) -> Callable:
+    """`train_step` of `config` pmapped over the local devices (axis "batch"; donates the state)."""
+    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, gq_config=gq_config,
+                             features_config=config.features)
+    step = functools.partial(
+        train_step, loss=loss, optimizer=optimizer,
+        alpha_fn=config_lib.alpha_schedule(config.quant.alpha),
+        learning_rate_fn=state_lib.learning_rate_schedule(config.optim, config.num_train_steps))
+    return jax.pmap(step, axis_name="batch", donate_argnums=(0,))
+
+
 def initial_params(model, config: ml_collections.ConfigDict) -> Any:
     """Random parameters, or those of the latest checkpoint of `config.quant.init_from`."""
     shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
@@ -143,14 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
     checkpoints.save_config(config, workdir_path)
 
-    learning_rate_fn = state_lib.learning_rate_schedule(config.optim, config.num_train_steps)
-    alpha_fn = config_lib.alpha_schedule(config.quant.alpha)
-    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, gq_config=gq_config,
-                             features_config=config.features)
-    p_train_step = jax.pmap(
-        functools.partial(train_step, loss=loss, optimizer=optimizer, alpha_fn=alpha_fn,
-                          learning_rate_fn=learning_rate_fn),
-        axis_name="batch", donate_argnums=(0,))
+    p_train_step = make_p_train_step(config, model, quantizer, gq_config, optimizer)
 
     is_chief = jax.process_index() == 0
     writer = metrics.JsonlWriter(workdir_path)

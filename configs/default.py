@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.predictor_embed_dim = 32
     config.model.predictor_hidden_size = 128
     config.model.joint_dim = 128
+    config.model.dropout_rate = 0.0
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 2e-3

@@ -1,0 +1,217 @@
+"""Regenerate results/README.md (tables, WER-against-bits plots, headline) from results/<run>/ files.
+
+    python -m experiments.report [--results-root results]
+
+Reads only what `python -m experiments.run NAME` wrote (metrics.json, eval.json); a registry run
+without them is listed as "not yet measured", never estimated. WER is corpus-level on the test
+split, greedy, unless a column says otherwise; "bits" is the average index bits per quantized
+weight (32 for float); "saving" is 1 - size / (uniform 8-bit size of the same model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Any, Sequence
+
+from experiments import registry
+from experiments.run import BEAM, SPLITS
+from training import pictures
+
+PAPER_SAVING = 0.3073  # the paper's size saving against the 8-bit model
+MATCH_RELATIVE = 0.02  # "matches float": WER within 2 % relative
+MISSING = "not yet measured"
+PLOTTED_METHODS = ("gq", "uniform_ste", "ptq_round", "ptq_kmeans")
+
+
+def load_results(root: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """{run name: metrics.json plus "eval" (eval.json)} for every registry run with both files."""
+    found = {}
+    for name in registry.EXPERIMENTS:
+        folder = root / name
+        if (folder / "metrics.json").exists() and (folder / "eval.json").exists():
+            found[name] = {**json.loads((folder / "metrics.json").read_text()),
+                           "eval": json.loads((folder / "eval.json").read_text())}
+    return found
+
+
+def test_wer(result: dict[str, Any]) -> float:
+    return result["eval"]["greedy"]["test"]["wer"]
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def budget(result: dict[str, Any]) -> str:
+    if result["kind"] == "post":
+        return "post-training"
+    text = f"{result['trained_steps']}/{result['planned_steps']} steps"
+    return text + (" (partial)" if result["trained_steps"] < result["planned_steps"] else "")
+
+
+def main_table(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
+    beam = f"beam{BEAM}"
+    header = (["run", "bits"] + [f"WER {s} %" for s in SPLITS] + [f"WER {s} beam {BEAM} %" for s in SPLITS]
+              + ["size bytes", "saving vs 8-bit %", "greedy RTF", "step time / float", "budget"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, experiment in registry.EXPERIMENTS.items():
+        if experiment.model != model or experiment.table != "main":
+            continue
+        link = f"[{name}]({name}/command.txt)"
+        if name not in results:
+            lines.append(f"| {name} | {MISSING} |" + " |" * (len(header) - 2))
+            continue
+        r = results[name]
+        greedy = [_pct(r["eval"]["greedy"][s]["wer"]) for s in SPLITS]
+        beamed = [_pct(r["eval"][beam][s]["wer"]) if beam in r["eval"] else "-" for s in SPLITS]
+        ratio = "-" if r["step_time_ratio"] is None else f"{r['step_time_ratio']:.2f}"
+        lines.append("| " + " | ".join([link, f"{r['average_bits']:.2f}", *greedy, *beamed, str(r["size_bytes"]),
+                                        _pct(r["saving_vs_8bit"]), f"{r['greedy_rtf']:.4f}", ratio, budget(r)]) + " |")
+    return lines
+
+
+def ablation_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    header = ["setting", "value"] + [f"WER test % at {b} bits" for b in registry.ABLATION_BITS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for setting, (default, others) in registry.ABLATIONS.items():
+        for value in (default, *others):
+            cells = []
+            for bits in registry.ABLATION_BITS:
+                name = registry.ablation_name(setting, value, bits)
+                cells.append(f"[{_pct(test_wer(results[name]))}]({name}/command.txt)" if name in results
+                             else f"{MISSING} ({name})")
+            lines.append(f"| {setting} | {value}{' (default)' if value == default else ''} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_points(model: str, results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """{method: [(bits, test WER), ...]} of the measured main uniform-bit rows of `model`."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for name, r in results.items():
+        if r["model"] == model and r["table"] == "main" and r["method"] in PLOTTED_METHODS:
+            points.setdefault(r["method"], []).append((r["average_bits"], test_wer(r)))
+    return points
+
+
+def _relative(wer: float, reference: float) -> float | None:
+    return None if reference == 0 else (wer - reference) / reference
+
+
+def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
+    """The paper's claims for `model`, answered from the measured rows only."""
+    lines = [f"**{model}**"]
+    float_run = results.get(f"{model}_float")
+    low_bit = [r for r in results.values() if r["model"] == model and r["method"] == "gq"
+               and r["table"] == "main" and r["average_bits"] <= 5]
+    if float_run is None or not low_bit:
+        lines.append(f"- GQ at <= 5 bits within {100 * MATCH_RELATIVE:.0f} % relative of float WER: {MISSING} "
+                     f"(needs {model}_float and a GQ run at <= 5 bits).")
+    else:
+        reference = test_wer(float_run)
+        for r in sorted(low_bit, key=lambda r: -r["average_bits"]):
+            rel = _relative(test_wer(r), reference)
+            verdict = ("float WER is 0: relative difference undefined" if rel is None else
+                       f"{100 * rel:+.1f} % relative: {'yes' if rel <= MATCH_RELATIVE else 'no'}")
+            lines.append(f"- {r['name']} ({r['average_bits']:.2f} bits): WER {_pct(test_wer(r))} % vs float "
+                         f"{_pct(reference)} % ({verdict}); {_pct(r['saving_vs_8bit'])} % smaller than 8-bit "
+                         f"(paper: {100 * PAPER_SAVING:.2f} %): {'yes' if r['saving_vs_8bit'] >= PAPER_SAVING else 'no'}"
+                         f"; budget {budget(r)}.")
+    for other in ("uniform_ste", "ptq_round", "ptq_kmeans", "qwix"):
+        lines.append(f"- GQ vs {other} at equal bits: " + comparison(model, other, results))
+    return lines
+
+
+def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> str:
+    if other == "qwix":
+        return f"{MISSING} (Qwix is not integrated yet: see experiments/registry.py's docstring)."
+    bits_list = registry.MAIN_BITS[other]
+    parts = []
+    for bits in bits_list:
+        gq, base = results.get(f"{model}_gq_{bits}"), results.get(f"{model}_{other}_{bits}")
+        if gq is None or base is None:
+            parts.append(f"{bits} bits {MISSING}")
+            continue
+        delta = test_wer(gq) - test_wer(base)
+        parts.append(f"{bits} bits: GQ {_pct(test_wer(gq))} % vs {_pct(test_wer(base))} % "
+                     f"({100 * delta:+.2f} points, GQ {'better' if delta < 0 else 'not better'})")
+    return "; ".join(parts) + "."
+
+
+def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Per ablated setting and bits: the spread of test WER over its values, or "not yet measured"."""
+    lines = []
+    for setting, (default, others) in registry.ABLATIONS.items():
+        parts = []
+        for bits in registry.ABLATION_BITS:
+            names = [registry.ablation_name(setting, v, bits) for v in (default, *others)]
+            if not all(n in results for n in names):
+                parts.append(f"{bits} bits {MISSING}")
+                continue
+            wers = {v: test_wer(results[n]) for v, n in zip((default, *others), names)}
+            best = min(wers, key=wers.get)
+            parts.append(f"{bits} bits: spread {100 * (max(wers.values()) - min(wers.values())):.2f} WER points, "
+                         f"best {best}")
+        lines.append(f"- {setting}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def data_note(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Warns when rows come from other data or model settings than the registry's."""
+    notes = []
+    for name, r in sorted(results.items()):
+        overrides = r["settings"]["overrides"]
+        if r["settings"]["data"] is not None or overrides or r["eval_settings"]["max_examples"]:
+            notes.append(f"- {name}: measured with data={r['eval_settings']['data']}, max_examples="
+                         f"{r['eval_settings']['max_examples']}, overrides {overrides}: not the published set-up.")
+    return notes
+
+
+def render(results: dict[str, dict[str, Any]], root: pathlib.Path) -> str:
+    out = ["# Results", "", "Generated by `python -m experiments.report` from the files in `results/<run>/`; "
+           "do not edit by hand. Each run folder holds its config.json, command.txt (the exact command and "
+           "the equivalent train.py/eval.py commands, with the git commit), metrics.json, eval.json, "
+           "sizes.txt and pictures. Reproduce a row with the command in its command.txt.", "",
+           "WER is corpus-level, in %; `bits` is the average index bits per quantized weight (all weight "
+           "matrices and embeddings; biases and norms stay float); `saving vs 8-bit` is 1 - size / size of "
+           "the same weights at uniform 8 bits (1 byte per weight + float32 per-channel scales); `step time / "
+           "float` is measured back to back on the machine of the run; `budget` is steps trained / planned.", ""]
+    notes = data_note(results)
+    if notes:
+        out += ["## Warning: rows not measured with the published set-up", "", *notes, ""]
+    out += ["## Headline", ""]
+    for model in registry.BASE_CONFIGS:
+        out += [*headline(model, results), ""]
+    out += ["Ablations (RNN-T, test WER):", "", *ablation_headline(results), ""]
+    for model in registry.BASE_CONFIGS:
+        out += [f"## {model}", "", *main_table(model, results), ""]
+        points = plot_points(model, results)
+        if points:
+            picture = f"wer_against_bits_{model}.png"
+            pictures.wer_against_bits(points, root / picture, f"{model}: test WER against bits per weight")
+            out += [f"![{model} WER against bits]({picture})", ""]
+        else:
+            out += [f"WER against bits: {MISSING}.", ""]
+    out += ["## RNN-T ablations", "", "Each row changes one setting of the default GQ fine-tune "
+            "(the default value is the main `rnnt_gq_<bits>` run).", "", *ablation_table(results), ""]
+    return "\n".join(out)
+
+
+def write_report(root: str | pathlib.Path = "results") -> pathlib.Path:
+    root = pathlib.Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "README.md"
+    path.write_text(render(load_results(root), root))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results-root", default="results")
+    args = parser.parse_args(argv)
+    print(f"wrote {write_report(args.results_root)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Run one named experiment (experiments/registry.py) resumably and publish its files in results/NAME/.
+
+    python -m experiments.run rnnt_float
+    python -m experiments.run rnnt_gq_4 [--budget-steps N] [--data PATH] [--set FIELD=VALUE ...]
+
+Steps: (1) train with train.py's `train_and_evaluate` in `RUNS_ROOT/NAME` (a fine-tune starts from
+its float parent's latest checkpoint; a post-training run trains nothing); rerunning the command
+resumes from the latest checkpoint, and a finished run is not retrained. (2) Score the shipped
+model (hard-quantized; the float weights for a float run) on test, test_other and real, greedy,
+and with beam 4 for the main rows. (3) Packed size (`gq_jax.size_report`), average index bits per
+quantized weight, saving against the uniform 8-bit model of the same weights (1 byte per weight of
+every weight matrix and embedding, plus float32 per-channel scales; the rest float), greedy
+real-time factor on test (benchmarks/latency.py), and training step time over float training's
+(experiments/step_time.py). Evaluation is skipped when results/NAME/metrics.json already holds it
+for the same checkpoint and settings.
+
+Files in results/NAME/: config.json, command.txt (this command and the equivalent train.py /
+eval.py commands), metrics.json (budget, steps trained, wall time, git commit, sizes, RTF, step
+time), eval.json ({decode: {split: scores}}), training_metrics.jsonl, sizes.txt and the pictures
+(training_curves.png; weights_start/end.png for quantization-aware runs).
+
+`--budget-steps` sets `num_train_steps` (recorded next to the planned budget; a later run with
+the full budget continues from the checkpoint, though the learning-rate schedule then differs
+from an uninterrupted run's). `--set` overrides any config field (recorded in config.json and
+command.txt): use it to run the machinery on a small model, never to publish numbers silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+
+import eval as eval_cmd
+import gq_jax
+import train
+from benchmarks import latency
+from experiments import registry, step_time
+from training import checkpoints, evaluate, input_pipeline, metrics, runs
+from training import config as config_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SPLITS = ("test", "test_other", "real")
+BEAM = 4
+SESSIONS_FILE = "sessions.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What a run was asked to do beyond its registry entry (recorded in metrics.json)."""
+
+    budget_steps: int | None = None
+    data: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+    max_examples: int = 0  # per split; 0: all
+    step_time_steps: int = 10
+    runs_root: str = "runs/results"
+    results_root: str = "results"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'FIELD=VALUE' -> (FIELD, VALUE as a Python literal, or the string when it is not one)."""
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise ValueError(f"--set {text!r}; expected FIELD=VALUE")
+    try:
+        return field, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return field, value
+
+
+def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml_collections.ConfigDict:
+    overrides = dict(settings.overrides)
+    if settings.data is not None:
+        overrides["data.path"] = settings.data
+    if settings.budget_steps is not None and experiment.kind != "post":
+        overrides["num_train_steps"] = settings.budget_steps
+    return registry.build_config(experiment, settings.runs_root, overrides)
+
+
+def git_state() -> dict[str, Any]:
+    """{"git_commit", "git_dirty"} of the repository (None when git is unavailable)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def latest_step(workdir: pathlib.Path) -> int | None:
+    if not (workdir / "checkpoints").exists():
+        return None
+    return checkpoints.manager(workdir, create=False).latest_step()
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def train_resumably(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+    """Trains to `config.num_train_steps` (resuming; nothing when already there) and appends the
+    session {start_step, end_step, wall_s} to workdir/sessions.jsonl. Returns the session or {}."""
+    start_step = latest_step(workdir) or 0
+    if start_step >= config.num_train_steps:
+        return {}
+    start = time.perf_counter()
+    final = train.train_and_evaluate(config, str(workdir))
+    session = {"start_step": start_step, "end_step": int(final.step), "wall_s": time.perf_counter() - start,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with open(workdir / SESSIONS_FILE, "a") as f:
+        f.write(json.dumps(session) + "\n")
+    return session
+
+
+def shipped_model(experiment: registry.Experiment, config: ml_collections.ConfigDict,
+                  workdir: pathlib.Path) -> tuple[runs.Run, Any]:
+    """(the run whose model and tokenizer decode, the hardened tree the run ships)."""
+    if experiment.kind != "post":
+        run = runs.load(workdir)
+        return run, run.hardened()
+    run = runs.load(workdir.parent / experiment.parent)
+    quantizer = config_lib.quantizer_for(config.quant.method)
+    gq_config = config_lib.gq_config(config.quant)
+    return run, quantizer.harden(run.params, quantizer.init(run.params, gq_config), gq_config)
+
+
+def reference_8bit_bytes(params: Any) -> int:
+    """Bytes of the uniform 8-bit model: every weight matrix and embedding at 1 byte per weight plus
+    float32 per-channel scales (`SizeReport.uint8_bytes`), the other leaves float32."""
+    gq_config = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8, granularity="channel")])
+    ptq = gq_jax.get_method("ptq_round")
+    return gq_jax.size_report(ptq.harden(params, ptq.init(params, gq_config), gq_config)).uint8_bytes
+
+
+def score_splits(run: runs.Run, params: Any, data: ml_collections.ConfigDict, beam: int,
+                 max_examples: int) -> dict[str, dict[str, float]]:
+    """{split: scores} of `params` decoded on every split of SPLITS."""
+    by_split = eval_cmd.score(run, {"model": params}, data, list(SPLITS), beam, max_examples)
+    return {split: by_model["model"] for split, by_model in by_split.items()}
+
+
+def greedy_rtf(run: runs.Run, params: Any, data: ml_collections.ConfigDict, max_examples: int) -> float:
+    """Greedy decoding seconds / audio seconds on the test split (at most 64 utterances)."""
+    examples = input_pipeline.read_examples(data, "test", max_examples or 64)
+    audio_s = sum(len(e["audio"]) / e["sample_rate"] for e in examples)
+    return latency.decode_seconds(run, params, examples) / audio_s
+
+
+def equivalent_commands(experiment: registry.Experiment, config: ml_collections.ConfigDict,
+                        workdir: pathlib.Path) -> list[str]:
+    """train.py / eval.py commands that do what this run does (for command.txt)."""
+    if experiment.kind == "post":
+        method, bits = config.quant.method, config.quant.rules[0][1]
+        return [f"python eval.py --workdir {workdir.parent / experiment.parent} --splits {','.join(SPLITS)} "
+                f"--ptq {method}:{bits}   # also scores the parent's float weights"]
+    base = registry.build_config(registry.Experiment("base", experiment.model, {}), "")
+    default = flat_fields(json.loads(base.to_json()))
+    flags = [f"--config.{field}={shlex.quote(repr(value) if isinstance(value, tuple) else str(value))}"
+             for field, value in flat_fields(json.loads(config.to_json())).items() if default.get(field) != value]
+    return [f"python train.py --config configs/{experiment.base.split('.')[-1]}.py --workdir {workdir} "
+            + " ".join(flags),
+            f"python eval.py --workdir {workdir} --splits {','.join(SPLITS)}"
+            + (f"   # then again with --beam {BEAM}" if experiment.beam else "")]
+
+
+def flat_fields(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{dotted field: value} of a config read back from JSON, lists turned back into tuples."""
+    as_tuple = lambda v: tuple(map(as_tuple, v)) if isinstance(v, list) else v
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = as_tuple(value)
+    return flat
+
+
+def plot_training_curves(records: list[dict[str, Any]], path: pathlib.Path, title: str) -> None:
+    """Training loss and dev WER against step (nothing when there are no records)."""
+    from training import pictures  # noqa: F401  (sets the Agg backend)
+    import matplotlib.pyplot as plt
+
+    if not records:
+        return
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax_loss.plot([r["step"] for r in records], [r["loss"] for r in records], marker=".")
+    ax_loss.set_xlabel("step"), ax_loss.set_ylabel("training loss (NLL)")
+    wer = [(r["step"], 100 * r["dev_wer"]) for r in records if r.get("dev_wer") is not None]
+    if wer:
+        ax_wer.plot(*zip(*wer), marker="o")
+    ax_wer.set_xlabel("step"), ax_wer.set_ylabel("dev WER (%)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Trains (resuming), scores and publishes experiment `name`; returns its metrics.json content."""
+    experiment = registry.get(name)
+    config = experiment_config(experiment, settings)
+    workdir = pathlib.Path(settings.runs_root) / name
+    out = pathlib.Path(settings.results_root) / name
+    if experiment.parent is not None and latest_step(workdir.parent / experiment.parent) is None:
+        raise FileNotFoundError(f"{name} starts from {experiment.parent}, which has no checkpoint in "
+                                f"{workdir.parent / experiment.parent}; run `python -m experiments.run "
+                                f"{experiment.parent}` (with the same --data/--set) first")
+    session = {} if experiment.kind == "post" else train_resumably(config, workdir)
+    if experiment.kind == "post":
+        workdir.mkdir(parents=True, exist_ok=True)
+    trained_step = None if experiment.kind == "post" else latest_step(workdir)
+    parent_dir = None if experiment.parent is None else workdir.parent / experiment.parent
+    eval_settings = {"splits": list(SPLITS), "beam": BEAM if experiment.beam else None,
+                     "max_examples": settings.max_examples, "data": config.data.path,
+                     "trained_step": trained_step,
+                     "parent_step": None if parent_dir is None else latest_step(parent_dir)}
+    previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
+    if not session and previous.get("eval_settings") == eval_settings:
+        print(f"{name}: up to date (step {trained_step}); nothing to do", flush=True)
+        return previous
+
+    start = time.perf_counter()
+    run, hardened = shipped_model(experiment, config, workdir)
+    params = gq_jax.dequantize(hardened)
+    decodes = {"greedy": score_splits(run, params, config.data, 1, settings.max_examples)}
+    if experiment.beam:
+        decodes[f"beam{BEAM}"] = score_splits(run, params, config.data, BEAM, settings.max_examples)
+    rtf = greedy_rtf(run, params, config.data, settings.max_examples)
+    eval_wall_s = time.perf_counter() - start
+    report = gq_jax.size_report(hardened)
+    reference = reference_8bit_bytes(run.params)
+    timing = (step_time.step_time_ratio(config, settings.step_time_steps) if experiment.kind != "post"
+              else {"step_time_s": None, "float_step_time_s": None, "step_time_ratio": None})
+    sessions = read_jsonl(workdir / SESSIONS_FILE)
+    history = read_jsonl(workdir / metrics.METRICS_FILE)
+    dev = [(r["dev_wer"], r["step"]) for r in history if r.get("dev_wer") is not None]
+    planned = registry.build_config(experiment, settings.runs_root).num_train_steps
+    result = {
+        "name": name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
+        "table": experiment.table, "description": experiment.description, "parent": experiment.parent,
+        "rules": [list(r) for r in config.quant.rules] if experiment.method != "float" else [],
+        "budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
+        "planned_steps": 0 if experiment.kind == "post" else planned,
+        "trained_steps": trained_step, "train_wall_s": sum(s["wall_s"] for s in sessions),
+        "train_sessions": len(sessions), "eval_wall_s": eval_wall_s,
+        "best_dev_wer": min(dev)[0] if dev else None, "best_dev_step": min(dev)[1] if dev else None,
+        "size_bytes": report.total_bytes, "float32_bytes": report.float32_bytes,
+        "average_bits": report.average_bits if report.quantized_weights else 32.0,
+        "quantized_weights": report.quantized_weights, "reference_8bit_bytes": reference,
+        "saving_vs_8bit": 1.0 - report.total_bytes / reference, "greedy_rtf": rtf, **timing,
+        "eval_settings": eval_settings, "settings": {k: v for k, v in dataclasses.asdict(settings).items()},
+        **git_state(),
+    }
+    publish(out, experiment, config, workdir, result, decodes, report, history, argv)
+    return result
+
+
+def publish(out: pathlib.Path, experiment: registry.Experiment, config: ml_collections.ConfigDict,
+            workdir: pathlib.Path, result: dict[str, Any], decodes: dict[str, Any],
+            report: gq_jax.SizeReport, history: list[dict[str, Any]], argv: Sequence[str] | None) -> None:
+    """Writes the files of results/NAME/ (see the module docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(config.to_json(indent=2))
+    command = "python -m experiments.run " + " ".join(map(shlex.quote, argv if argv is not None else [experiment.name]))
+    (out / "command.txt").write_text("\n".join(
+        [f"# {experiment.name}: {experiment.description} (git {result['git_commit']}"
+         + (", uncommitted changes" if result["git_dirty"] else "") + ")", command, "",
+         "# equivalent train/eval commands:", *equivalent_commands(experiment, config, workdir)]) + "\n")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    (out / "eval.json").write_text(json.dumps(decodes, indent=2, default=_json_default))
+    (out / "sizes.txt").write_text(str(report) + "\n")
+    if (workdir / metrics.METRICS_FILE).exists():
+        shutil.copyfile(workdir / metrics.METRICS_FILE, out / "training_metrics.jsonl")
+    plot_training_curves(history, out / "training_curves.png", experiment.name)
+    for picture in ("weights_start.png", "weights_end.png"):
+        if (workdir / picture).exists():
+            shutil.copyfile(workdir / picture, out / picture)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="an experiment of experiments/registry.py")
+    parser.add_argument("--budget-steps", type=int, default=None, help="num_train_steps (default: planned)")
+    parser.add_argument("--data", default=None, help="data.path (default: the config's corpus)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    parser.add_argument("--max-examples", type=int, default=0, help="utterances per split (0: all)")
+    parser.add_argument("--step-time-steps", type=int, default=10, help="timed steps per step-time measurement")
+    parser.add_argument("--runs-root", default="runs/results", help="training workdirs (checkpoints)")
+    parser.add_argument("--results-root", default="results", help="published files")
+    args = parser.parse_args(argv)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        settings = Settings(args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
+                            args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
+        result = run_experiment(args.name, settings, argv)
+    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:
+        sys.exit(f"experiments.run: error: {e}")
+    print(json.dumps({k: result[k] for k in ("name", "trained_steps", "size_bytes", "average_bits",
+                                              "saving_vs_8bit", "greedy_rtf", "step_time_ratio")}, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Training step time of a config, and its ratio to float training of the same model, same machine.
+
+Both are measured back to back in one process with train.py's own `loss_fn` and `train_step`
+(pmap over the local devices) on the same batches of the training split, after `warmup_steps`
+untimed steps that compile: seconds per step = median over `steps` timed steps.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import statistics
+import tempfile
+import time
+
+import jax
+import ml_collections
+
+import train
+from corpora.batching import BatchIterator, split_for_devices
+from training import config as config_lib
+from training import input_pipeline
+from training import state as state_lib
+
+
+def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_steps: int = 2) -> float:
+    """Median wall seconds of one training step of `config` (random weights; shapes are what count)."""
+    examples = input_pipeline.read_examples(config.data, config.data.train_split,
+                                            config.batch_size * (steps + warmup_steps))
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), examples)
+    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    gq_config = config_lib.gq_config(config.quant)
+    quantizer = config_lib.quantizer_for(config.quant.method)
+    params = state_lib.random_params(model, config)
+    optimizer = state_lib.make_optimizer(config)
+    state = state_lib.replicate(state_lib.create(params, quantizer.init(params, gq_config), optimizer, config.seed))
+    step_fn = train.make_p_train_step(config, model, quantizer, gq_config, optimizer)
+    iterator = BatchIterator(examples, tokenizer, config.batch_size, num_buckets=1, seed=config.seed)
+    timings = []
+    for index in range(warmup_steps + steps):
+        batch = split_for_devices(next(iterator), jax.local_device_count())
+        start = time.perf_counter()
+        state, metrics = step_fn(state, batch)
+        jax.block_until_ready((state, metrics))
+        if index >= warmup_steps:
+            timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def float_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The same config trained in float (the step-time baseline)."""
+    baseline = ml_collections.ConfigDict(config.to_dict())
+    baseline.quant.method = "float"
+    baseline.quant.init_from = ""
+    return baseline
+
+
+def step_time_ratio(config: ml_collections.ConfigDict, steps: int = 10, warmup_steps: int = 2) -> dict[str, float]:
+    """{"step_time_s", "float_step_time_s", "step_time_ratio"}, measured back to back."""
+    float_s = seconds_per_step(float_config(config), steps, warmup_steps)
+    this_s = float_s if config.quant.method == "float" else seconds_per_step(config, steps, warmup_steps)
+    return {"step_time_s": this_s, "float_step_time_s": float_s, "step_time_ratio": this_s / float_s}
