@@ -69,10 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.quant = ml_collections.ConfigDict()
     config.quant.method = "float"
     config.quant.rules = ((r".*kernel", 4, "channel"),)
-    config.quant.mu = 255.0
+    config.quant.mu = 8.0
     config.quant.mode = "ste"
     config.quant.window = 4
-    config.quant.init = "uniform"
+    config.quant.init = "auto"
     config.quant.alpha = ml_collections.ConfigDict()
     config.quant.alpha.schedule = "exponential"  # constant | linear | exponential
     config.quant.alpha.start = 5.0

@@ -106,9 +106,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "mode": ("ste", {"soft": {"quant.mode": "soft"}}),
     "alpha schedule": ("exponential 5->500", {"linear 5->500": {"quant.alpha.schedule": "linear"}}),
     "centroids": ("learnable", {"frozen": {"quant.centroid_learning_rate": 0.0}}),
-    "mu": ("255", {"0": {"quant.mu": 0.0}, "8": {"quant.mu": 8.0}}),
+    "mu": ("8", {"0": {"quant.mu": 0.0}, "255": {"quant.mu": 255.0}}),
     "granularity": ("channel", {"tensor": {}}),  # rules set below
-    "init": ("uniform", {"kmeans": {"quant.init": "kmeans"}}),
+    "init": ("auto", {"uniform": {"quant.init": "uniform"}, "kmeans": {"quant.init": "kmeans"}}),
 }
 
 

@@ -102,7 +102,7 @@ def map_matched_leaves(fn: Callable[[str, Any, Rule], Any], params: Any, config:
 
 
 def _initial_centroids(w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
-    if config.init == "uniform":
+    if config.init == "uniform" or (config.init == "auto" and rule.bits > 2):
         return jnp.linspace(-1.0, 1.0, rule.num_centroids, dtype=jnp.float32)
     v, _ = companded(jnp.asarray(w), rule.granularity, config.mu)
     return jnp.asarray(kmeans_1d(np.asarray(v), rule.num_centroids, config.kmeans_iters))
@@ -113,7 +113,8 @@ def init(params: Any, config: GQConfig) -> QuantState:
 
     Returns:
       QuantState with K = 2**bits sorted centroids in [-1, 1] per matched leaf: a uniform grid
-      (init="uniform") or the k-means centres of the leaf's companded weights (init="kmeans").
+      (init="uniform"), the k-means centres of the leaf's companded weights (init="kmeans"), or
+      k-means at <= 2 bits and the grid above (init="auto").
     Raises:
       ValueError naming the leaf for integer or non-finite matched leaves, and listing unused
       rules when `config.strict` is set.

@@ -177,7 +177,7 @@ def test_gradients_reach_weights_and_centroids_and_training_moves_the_centroids(
     float_w = jnp.asarray(rng.normal(size=(16, 1)), jnp.float32)
     y = x @ float_w
     params = {"dense": {"kernel": float_w}}
-    config = gq_jax.GQConfig([gq_jax.Rule(".*kernel", 2)], mu=255.0, mode="ste")
+    config = gq_jax.GQConfig([gq_jax.Rule(".*kernel", 2)], mu=255.0, mode="ste", init="uniform")
     state = gq_jax.init(params, config)
     optimizer = optax.adam(1e-2)
 
@@ -313,3 +313,15 @@ def test_schedules_hit_their_end_points_and_are_monotonic():
     assert float(gq_jax.schedules.constant(7.0)(123)) == 7.0
     with pytest.raises(ValueError, match="end_step"):
         gq_jax.schedules.linear(1.0, 2.0, 5, 5)
+
+
+def test_auto_init_uses_kmeans_at_two_bits_or_fewer_and_the_grid_above():
+    params = _params()
+    for bits in (1, 2, 3, 4):
+        rules = [gq_jax.Rule("encoder/lstm_0/kernel", bits)]
+        auto = gq_jax.init(params, gq_jax.GQConfig(rules, init="auto")).centroids
+        expected_init = "kmeans" if bits <= 2 else "uniform"
+        expected = gq_jax.init(params, gq_jax.GQConfig(rules, init=expected_init)).centroids
+        np.testing.assert_array_equal(
+            np.asarray(auto["encoder/lstm_0/kernel"]), np.asarray(expected["encoder/lstm_0/kernel"])
+        )
