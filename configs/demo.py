@@ -21,10 +21,10 @@ def get_config():
     config.optim.learning_rate = 3e-3
     config.optim.warmup_steps = 50
     config.batch_size = 16
-    config.num_train_steps = 1200
-    config.log_every_steps = 50
-    config.eval_every_steps = 400
-    config.checkpoint_every_steps = 200
+    config.num_train_steps = 3000
+    config.log_every_steps = 100
+    config.eval_every_steps = 1000
+    config.checkpoint_every_steps = 500
     config.quant.rules = ((r".*kernel", 4, "channel"),)
     config.quant.alpha.end_step = 300
     config.quant.snap_every = 0

@@ -14,11 +14,11 @@ def get_config():
     config.quant.alpha.schedule = "exponential"
     config.quant.alpha.start = 5.0
     config.quant.alpha.end = 500.0
-    config.quant.alpha.end_step = 250
+    config.quant.alpha.end_step = 500
     config.quant.centroid_learning_rate = 1e-3
     config.optim.learning_rate = 5e-4
     config.optim.warmup_steps = 20
-    config.num_train_steps = 400
-    config.eval_every_steps = 200
-    config.checkpoint_every_steps = 100
+    config.num_train_steps = 800
+    config.eval_every_steps = 400
+    config.checkpoint_every_steps = 200
     return config
