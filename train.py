@@ -158,7 +158,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     p_train_step = make_p_train_step(config, model, quantizer, gq_config, optimizer)
 
     is_chief = jax.process_index() == 0
-    writer = metrics.JsonlWriter(workdir_path)
+    metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []
     quantized = config.quant.method != "float"
     if quantized and int(state.step) == 0 and is_chief:
         pictures.weight_histograms(state.params, quantizer.harden(state.params, state.quant, gq_config),
@@ -201,7 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 refs, hyps = evaluate.transcribe(model, dequantized, dev_examples, tokenizer,
                                                  config.features, config.eval_batch_size)
                 record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
-            writer.write(step, record)
+            for writer in metric_writers:
+                writer.write(step, record)
             bar.write(f"step {step}: " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:

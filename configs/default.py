@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 16  # global, over all devices and hosts
     config.num_train_steps = 2000
     config.log_every_steps = 50
+    config.tensorboard = True  # also write TensorBoard events when TensorFlow is installed
     config.eval_every_steps = 500
     config.checkpoint_every_steps = 250
     config.keep_checkpoints = 3

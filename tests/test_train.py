@@ -89,6 +89,8 @@ def test_float_run_logs_metrics_and_keeps_checkpoints(float_run):
     assert all(np.isfinite(r["loss"]) and r["learning_rate"] > 0 for r in records)
     assert 0.0 <= records[-1]["dev_wer"]
     assert sorted(checkpoints.manager(float_run, create=False).all_steps()) == [2, 4, 6]
+    events = list((pathlib.Path(float_run) / metrics.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
 
 
 @pytest.mark.slow

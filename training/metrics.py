@@ -1,11 +1,13 @@
-"""Training metrics: a JSON-lines writer and the fraction of weights that changed centroid."""
+"""Training metrics: JSON-lines and TensorBoard writers, and the fraction of weights that changed centroid."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import pathlib
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,6 +15,11 @@ from gq_jax.artifact import is_quantized
 from gq_jax.config import leaves_with_paths
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class Writer(Protocol):
+    def write(self, step: int, metrics: dict[str, Any]) -> None: ...
 
 
 class JsonlWriter:
@@ -26,6 +33,37 @@ class JsonlWriter:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **clean}) + "\n")
+
+
+class TensorBoardWriter:
+    """Scalar metrics as TensorBoard events in `workdir/tensorboard` (`tf.summary`)."""
+
+    def __init__(self, workdir: str | pathlib.Path):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorboard  # noqa: F401  (tf.summary needs it; ImportError when missing)
+        import tensorflow as tf  # the `librispeech` extra installs tensorflow-cpu
+
+        self._tf = tf
+        self._writer = tf.summary.create_file_writer(str(pathlib.Path(workdir) / TENSORBOARD_DIR))
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        with self._writer.as_default(step=step):
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tf.summary.scalar(name, value)
+        self._writer.flush()
+
+
+def writers(workdir: str | pathlib.Path, tensorboard: bool) -> list[Writer]:
+    """The JSON-lines writer, plus TensorBoard when asked for and TensorFlow and TensorBoard import."""
+    chosen: list[Writer] = [JsonlWriter(workdir)]
+    if tensorboard:
+        try:
+            chosen.append(TensorBoardWriter(workdir))
+        except ImportError:
+            logging.warning("config.tensorboard: TensorFlow or TensorBoard is not installed; "
+                            "metrics go to %s only", METRICS_FILE)
+    return chosen
 
 
 def read(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
