@@ -152,6 +152,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if resuming:
         state, data_state = checkpoints.restore(mngr, state)
         iterator.restore(data_state)
+        if jax.process_index() == 0:
+            metrics.drop_after(workdir_path, int(state.step))
         print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
     checkpoints.save_config(config, workdir_path)
 

@@ -124,6 +124,8 @@ def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
     resumed, reference = runs.load(workdir), runs.load(float_run)
     assert resumed.step == reference.step == 6
     assert_trees_equal(resumed.params, reference.params)
+    # Records logged after the checkpoint it resumed from are not duplicated.
+    assert [r["step"] for r in metrics.read(workdir)] == [r["step"] for r in metrics.read(float_run)]
 
 
 @pytest.mark.slow

@@ -66,6 +66,14 @@ def writers(workdir: str | pathlib.Path, tensorboard: bool) -> list[Writer]:
     return chosen
 
 
+def drop_after(workdir: str | pathlib.Path, step: int) -> None:
+    """Removes records of steps after `step` (logged after the checkpoint a run resumes from)."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 def read(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
     path = pathlib.Path(workdir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
