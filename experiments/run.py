@@ -47,7 +47,7 @@ import gq_jax
 import train
 from benchmarks import latency
 from experiments import registry, step_time
-from training import checkpoints, evaluate, input_pipeline, metrics, runs
+from training import checkpoints, input_pipeline, metrics, runs
 from training import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -8,13 +8,11 @@ import pytest
 import eval as eval_cmd
 import gq_jax
 from corpora import synth
-from tests.test_synth import tiny_corpus  # noqa: F401
-from tests.test_train import float_run, gq_run  # noqa: F401
 from training import evaluate, input_pipeline, runs
 
 
 @pytest.mark.slow
-def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcripts(gq_run, tmp_path):  # noqa: F811
+def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcripts(gq_run, tmp_path):
     export = tmp_path / "model.gqpk"
     output = eval_cmd.evaluate_run(str(gq_run), splits=["dev"], export=str(export))
     run = runs.load(gq_run)
@@ -32,7 +30,7 @@ def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcr
 
 
 @pytest.mark.slow
-def test_ptq_rows_use_the_run_rules_at_the_requested_bits(float_run):  # noqa: F811
+def test_ptq_rows_use_the_run_rules_at_the_requested_bits(float_run):
     output = eval_cmd.evaluate_run(str(float_run), splits=["dev"], ptq=["ptq_round:8"], max_examples=4)
     assert set(output["results"]["dev"]) == {"float", "ptq_round_8bit"}
     assert output["sizes"]["ptq_round_8bit"]["average_bits"] == 8.0
@@ -50,7 +48,7 @@ def test_eval_on_a_workdir_without_checkpoint_is_a_clear_error(tmp_path):
         eval_cmd.evaluate_run(str(tmp_path))
 
 
-def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):  # noqa: F811
+def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):
     from configs import default
 
     data, splits = eval_cmd.data_for(str(tiny_corpus / "test.jsonl"), default.get_config().data)

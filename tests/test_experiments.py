@@ -9,7 +9,6 @@ import pytest
 
 import gq_jax
 from experiments import registry, report, run
-from tests.test_synth import tiny_corpus  # noqa: F401
 from training import config as config_lib
 from training import metrics
 from training import state as state_lib
@@ -35,14 +34,14 @@ def tiny_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def float_result(tiny_corpus, tiny_root):  # noqa: F811
+def float_result(tiny_corpus, tiny_root):
     """rnnt_float trained 3 steps on the tiny corpus; returns the root folder."""
     run.run_experiment("rnnt_float", settings(tiny_corpus, tiny_root, 3))
     return tiny_root
 
 
 @pytest.fixture(scope="module")
-def tiny_results(tiny_corpus, float_result):  # noqa: F811
+def tiny_results(tiny_corpus, float_result):
     """...then rnnt_gq_4 fine-tuned 2 steps from it."""
     run.run_experiment("rnnt_gq_4", settings(tiny_corpus, float_result, 2))
     return float_result
@@ -119,7 +118,7 @@ def test_a_fine_tune_publishes_every_file_with_its_budget_and_sizes(tiny_results
 
 
 @pytest.mark.slow
-def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoint(tiny_results, tiny_corpus, capsys):  # noqa: F811
+def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoint(tiny_results, tiny_corpus, capsys):
     workdir = tiny_results / "runs/rnnt_gq_4"
     before = (workdir / metrics.METRICS_FILE).read_text(), (workdir / run.SESSIONS_FILE).read_text()
     published = (tiny_results / "results/rnnt_gq_4/metrics.json").read_text()
@@ -136,14 +135,14 @@ def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoin
 
 
 @pytest.mark.slow
-def test_post_training_run_quantizes_the_parent_without_training(tiny_results, tiny_corpus):  # noqa: F811
+def test_post_training_run_quantizes_the_parent_without_training(tiny_results, tiny_corpus):
     result = run.run_experiment("rnnt_ptq_kmeans_2", settings(tiny_corpus, tiny_results, None))
     assert (result["kind"], result["budget_steps"], result["average_bits"]) == ("post", 0, 2.0)
     assert not (tiny_results / "runs/rnnt_ptq_kmeans_2/checkpoints").exists()
     assert result["step_time_ratio"] is None
 
 
-def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_path, tiny_corpus):  # noqa: F811
+def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_path, tiny_corpus):
     with pytest.raises(FileNotFoundError, match="experiments.run rnnt_float"):
         run.run_experiment("rnnt_gq_2", settings(tiny_corpus, tmp_path, 2))
 

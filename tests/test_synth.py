@@ -1,8 +1,6 @@
 """synth-en: the plan (voices, shares, determinism), rendering and resuming, sox effects, far-field.
 
-`tiny_corpus` is a session-scoped fixture other test modules may use:
-`from tests.test_synth import tiny_corpus  # noqa: F401`. It builds into the session's base temp
-folder, so a second module that imports it finds the files there and renders nothing.
+The session fixture `tiny_corpus` (tests/conftest.py) builds the tiny corpus once per session.
 """
 
 import collections
@@ -14,14 +12,6 @@ import pytest
 import soundfile as sf
 
 from corpora import deps, farfield, manifest, synth, tts
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory) -> pathlib.Path:
-    """The `tiny` synth-en corpus (seed 0): 40 train, 8 dev, 8 test, 8 test_other utterances."""
-    out = tmp_path_factory.getbasetemp() / "synth-en-tiny"
-    synth.build(out, "tiny", seed=0, jobs=2, progress=False)
-    return out
 
 
 def _audio(path: pathlib.Path) -> np.ndarray:

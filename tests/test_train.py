@@ -1,7 +1,7 @@
 """train.py: resume after SIGKILL is exact, pmap over 2 devices matches 1, bad input fails clearly.
 
-Session fixtures (`float_run`, `gq_run`) train a tiny RNN-T on the tiny synth-en corpus in
-process; other modules reuse them with `from tests.test_train import float_run, gq_run`.
+The session fixtures `float_run` and `gq_run` (tests/conftest.py) train a tiny RNN-T on the tiny
+synth-en corpus in process.
 """
 
 import json
@@ -17,24 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from tests.test_synth import tiny_corpus  # noqa: F401
+from tests.tiny_run import tiny_config
 from training import checkpoints, metrics, runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def tiny_config(corpus: pathlib.Path, **overrides):
-    from configs import test_tiny
-
-    config = test_tiny.get_config()
-    config.data.path = str(corpus)
-    for dotted, value in overrides.items():
-        section, _, field = dotted.rpartition(".")
-        target = config
-        for key in filter(None, section.split(".")):
-            target = target[key]
-        target[field] = value
-    return config
 
 
 def command(corpus: pathlib.Path, workdir: pathlib.Path, *flags: str) -> list[str]:
@@ -50,29 +36,6 @@ def subprocess_env(devices: int = 1) -> dict[str, str]:
 def assert_trees_equal(a, b):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-@pytest.fixture(scope="session")
-def float_run(tiny_corpus, tmp_path_factory) -> pathlib.Path:  # noqa: F811
-    """A finished 6-step float run (checkpoints at 2, 4, 6)."""
-    import train
-
-    workdir = tmp_path_factory.getbasetemp() / "float-run"
-    if not (workdir / "checkpoints" / "6").exists():
-        train.train_and_evaluate(tiny_config(tiny_corpus), str(workdir))
-    return workdir
-
-
-@pytest.fixture(scope="session")
-def gq_run(tiny_corpus, float_run, tmp_path_factory) -> pathlib.Path:  # noqa: F811
-    """A 6-step GQ 4-bit fine-tune of `float_run`, snapping every 3 steps."""
-    import train
-
-    workdir = tmp_path_factory.getbasetemp() / "gq-run"
-    if not (workdir / "checkpoints" / "6").exists():
-        train.train_and_evaluate(tiny_config(tiny_corpus, **{
-            "quant.method": "gq", "quant.init_from": str(float_run), "quant.snap_every": 3}), str(workdir))
-    return workdir
 
 
 def test_changed_fraction_counts_the_weights_whose_index_moved():
@@ -106,7 +69,7 @@ def test_gq_fine_tuning_starts_from_the_float_run_and_keeps_centroids_sorted(gq_
 
 @pytest.mark.slow
 def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
-        tiny_corpus, float_run, tmp_path):  # noqa: F811
+        tiny_corpus, float_run, tmp_path):
     workdir = tmp_path / "killed"
     process = subprocess.Popen(command(tiny_corpus, workdir), env=subprocess_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,7 +93,7 @@ def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_pmap_over_two_devices_matches_one_device_with_the_same_global_batch(
-        tiny_corpus, float_run, tmp_path):  # noqa: F811
+        tiny_corpus, float_run, tmp_path):
     workdir = tmp_path / "two-devices"
     result = subprocess.run(command(tiny_corpus, workdir, "--config.eval_every_steps=100"),
                             env=subprocess_env(devices=2), capture_output=True, text=True, timeout=120)
@@ -151,7 +114,7 @@ def test_unknown_config_field_on_the_command_line_is_an_error_naming_it(tmp_path
 
 
 @pytest.mark.slow
-def test_incompatible_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tiny_corpus, float_run):  # noqa: F811
+def test_incompatible_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tiny_corpus, float_run):
     import train
 
     before = {p: p.stat().st_mtime_ns for p in float_run.rglob("*")}
@@ -161,7 +124,7 @@ def test_incompatible_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tin
     assert {p: p.stat().st_mtime_ns for p in float_run.rglob("*")} == before
 
 
-def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):  # noqa: F811
+def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):
     import train
 
     config = tiny_config(tiny_corpus, **{"quant.method": "gq", "quant.init_from": str(tmp_path / "nowhere")})
@@ -171,7 +134,7 @@ def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):  # noqa
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(tiny_corpus, tmp_path):  # noqa: F811
+def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(tiny_corpus, tmp_path):
     workdir = tmp_path / "nan"
     result = subprocess.run(
         command(tiny_corpus, workdir, "--config.optim.learning_rate=1e38",
@@ -186,7 +149,7 @@ def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(tiny_corpus
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_same_global_batch(tiny_corpus, float_run, tmp_path):  # noqa: F811
+def test_two_processes_match_one_process_with_the_same_global_batch(tiny_corpus, float_run, tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
