@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from models.frontend import frame_mask
-from models.transducer_parts import JointNetwork, PredictionNetwork, Transducer
+from models.transducer_parts import Transducer, make_transducer
 
 _MASKED_SCORE = -1e30
 
@@ -226,13 +226,10 @@ def make_conformer(
     loss_chunk_size: int = 32,
 ) -> Transducer:
     """A Conformer transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
-    return Transducer(
-        encoder=ConformerEncoder(encoder_layers, model_dim, num_heads, ff_multiplier,
-                                 conv_kernel_size, subsampling_channels, dropout_rate,
-                                 attention_chunk_size, attention_left_chunks, causal_convolution),
-        predictor=PredictionNetwork(vocab_size, predictor_embed_dim, predictor_hidden_size,
-                                    predictor_layers),
-        joint=JointNetwork(vocab_size, joint_dim),
-        blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size,
-    )
+    encoder = ConformerEncoder(encoder_layers, model_dim, num_heads, ff_multiplier, conv_kernel_size,
+                               subsampling_channels, dropout_rate, attention_chunk_size,
+                               attention_left_chunks, causal_convolution)
+    return make_transducer(
+        encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
+        predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
+        loss_chunk_size=loss_chunk_size)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from models.frontend import frame_mask
-from models.transducer_parts import JointNetwork, LSTMLayer, PredictionNetwork, Transducer
+from models.transducer_parts import LSTMLayer, Transducer, make_transducer
 
 
 def stack_frames(x: jax.Array, lengths: jax.Array, factor: int) -> tuple[jax.Array, jax.Array]:
@@ -78,12 +78,9 @@ def make_rnnt(
     loss_chunk_size: int = 32,
 ) -> Transducer:
     """An RNN-T transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
-    return Transducer(
-        encoder=LSTMEncoder(encoder_layers, encoder_hidden_size, frame_stack, time_reduction_layer,
-                            time_reduction_factor, dropout_rate),
-        predictor=PredictionNetwork(vocab_size, predictor_embed_dim, predictor_hidden_size,
-                                    predictor_layers),
-        joint=JointNetwork(vocab_size, joint_dim),
-        blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size,
-    )
+    encoder = LSTMEncoder(encoder_layers, encoder_hidden_size, frame_stack, time_reduction_layer,
+                          time_reduction_factor, dropout_rate)
+    return make_transducer(
+        encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
+        predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
+        loss_chunk_size=loss_chunk_size)

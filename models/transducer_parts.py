@@ -216,3 +216,17 @@ class Transducer(nn.Module):
             lambda enc, pred: logits_fn(enc[:, :, None, :], pred[:, None, :, :]),
             labels, enc_lengths, label_lengths, blank_id=self.blank_id,
             chunk_size=self.loss_chunk_size)
+
+
+def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim: int,
+                    predictor_hidden_size: int, predictor_layers: int, joint_dim: int, blank_id: int,
+                    loss_chunk_size: int) -> Transducer:
+    """`encoder` with the prediction and joint networks every model family shares."""
+    return Transducer(
+        encoder=encoder,
+        predictor=PredictionNetwork(vocab_size, predictor_embed_dim, predictor_hidden_size,
+                                    predictor_layers),
+        joint=JointNetwork(vocab_size, joint_dim),
+        blank_id=blank_id,
+        loss_chunk_size=loss_chunk_size,
+    )
