@@ -162,10 +162,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     is_chief = jax.process_index() == 0
     metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []
     quantized = config.quant.method != "float"
+    hardened_start = quantizer.harden(state.params, state.quant, gq_config)
     if quantized and int(state.step) == 0 and is_chief:
-        pictures.weight_histograms(state.params, quantizer.harden(state.params, state.quant, gq_config),
-                                   workdir_path / "weights_start.png", "start of fine-tuning")
-    previous_indices = metrics.assignment_indices(quantizer.harden(state.params, state.quant, gq_config))
+        pictures.weight_histograms(state.params, hardened_start, workdir_path / "weights_start.png",
+                                   "start of fine-tuning")
+    previous_indices = metrics.assignment_indices(hardened_start)
     start_step = int(state.step)
     state = state_lib.replicate(state)
     losses = []
