@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import pathlib
 from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
+
+from corpora.files import write_text_atomic
 
 SAMPLE_RATE = 16000
 # A file may differ from its recorded duration by this many samples before it counts as truncated.
@@ -51,12 +52,8 @@ class ManifestEntry:
 
 def write_manifest(path: pathlib.Path, entries: Iterable[ManifestEntry]) -> None:
     """Writes `entries` as JSON lines, atomically (a reader never sees a half-written manifest)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for entry in entries:
-            f.write(json.dumps(dataclasses.asdict(entry), sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = "".join(json.dumps(dataclasses.asdict(entry), sort_keys=True) + "\n" for entry in entries)
+    write_text_atomic(path, text)
 
 
 def read_manifest(path: pathlib.Path) -> list[ManifestEntry]:

@@ -21,6 +21,8 @@ from typing import Iterable, Protocol, Sequence
 
 import sentencepiece as spm
 
+from corpora.files import write_text_atomic
+
 BLANK_ID = 0
 CHAR_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ '"
 
@@ -70,8 +72,7 @@ class CharTokenizer:
         return "".join(self.alphabet[i - 1] for i in ids if i != self.blank_id)
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump({"kind": "char", "alphabet": self.alphabet}, f)
+        write_text_atomic(path, json.dumps({"kind": "char", "alphabet": self.alphabet}))
 
 
 class SentencePieceTokenizer:
@@ -127,9 +128,8 @@ class SentencePieceTokenizer:
         return self._sp.decode([int(i) for i in ids if i != self.blank_id])
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump({"kind": "sentencepiece",
-                       "model_proto": base64.b64encode(self.model_proto).decode("ascii")}, f)
+        write_text_atomic(path, json.dumps(
+            {"kind": "sentencepiece", "model_proto": base64.b64encode(self.model_proto).decode("ascii")}))
 
 
 def load(path: str | os.PathLike) -> CharTokenizer | SentencePieceTokenizer:

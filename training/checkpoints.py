@@ -19,6 +19,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from corpora.files import write_text_atomic
+
 CONFIG_FILE = "config.json"
 # Fields that decide the shapes and meaning of what a checkpoint holds.
 STRUCTURAL_FIELDS = ("model", "quant.method", "quant.rules", "data.tokenizer", "data.vocab_size",
@@ -54,7 +56,7 @@ def check_compatible(config: ml_collections.ConfigDict, workdir: str | pathlib.P
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
-    (pathlib.Path(workdir) / CONFIG_FILE).write_text(config.to_json(indent=2))
+    write_text_atomic(pathlib.Path(workdir) / CONFIG_FILE, config.to_json(indent=2))
 
 
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
