@@ -3,8 +3,12 @@
 A run is one of three kinds:
   train     float training from random weights (`parent` is None);
   finetune  QAT from the latest checkpoint of its float `parent` (`quant.init_from`), with the same
-            step budget `FINETUNE_STEPS[model]` for every method;
+            step budget for every method (`Scale.finetune_steps[model]`);
   post      post-training quantization of the parent's weights (no training).
+
+Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
+the issue asks, ~13 h of float RNN-T training on 2 CPU cores) and "cpu" (compact models and budgets
+that fit a 2-core CPU session: configs/*_synth_cpu.py). A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
 says otherwise): every `*kernel` leaf (dense, LSTM `input_kernel`/`recurrent_kernel`, attention,
@@ -30,16 +34,47 @@ import ml_collections
 from training import config as config_lib
 
 WEIGHTS = r".*(kernel|embedding)"
-BASE_CONFIGS = {"rnnt": "configs.rnnt_synth", "conformer": "configs.conformer_synth"}
-FINETUNE_STEPS = {"rnnt": 4000, "conformer": 4000}
+MODELS = ("rnnt", "conformer")
 QAT_METHODS = ("gq", "uniform_ste")
 POST_METHODS = ("ptq_round", "ptq_kmeans")
 MAIN_BITS = {"uniform_ste": (8, 4, 2), "gq": (8, 5, 4, 3, 2), "ptq_round": (4, 2), "ptq_kmeans": (4, 2)}
 ABLATION_BITS = (4, 2)
-# Every fine-tune: lower learning rate and a short warm-up from the float weights; the softmax
-# sharpness alpha anneals over the first half of the budget.
-FINETUNE_OVERRIDES = {"optim.learning_rate": 5e-4, "optim.warmup_steps": 100, "quant.alpha.end_step": 2000,
-                      "eval_every_steps": 1000, "checkpoint_every_steps": 500}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """One set-up of every run: the base config module and the fine-tune step budget per model."""
+
+    name: str
+    configs: Mapping[str, str]
+    finetune_steps: Mapping[str, int]
+    description: str
+
+
+SCALES = {scale.name: scale for scale in (
+    Scale("recipe", {"rnnt": "configs.rnnt_synth", "conformer": "configs.conformer_synth"},
+          {"rnnt": 4000, "conformer": 4000},
+          "the recipe configs (configs/rnnt_synth.py, configs/conformer_synth.py) on the full synth-en corpus"),
+    Scale("cpu", {"rnnt": "configs.rnnt_synth_cpu", "conformer": "configs.conformer_synth_cpu"},
+          {"rnnt": 300, "conformer": 200},
+          "compact models on the full synth-en corpus with budgets that fit a 2-core CPU session "
+          "(configs/rnnt_synth_cpu.py, configs/conformer_synth_cpu.py)"),
+)}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; expected one of {sorted(SCALES)}")
+    return SCALES[name]
+
+
+def finetune_overrides(steps: int) -> dict[str, Any]:
+    """Every fine-tune of `steps` steps: lower learning rate, a warm-up of 1/40 of the budget from the
+    float weights, the softmax sharpness alpha annealed over the first half, dev WER at the middle and
+    the end, a checkpoint every quarter."""
+    return {"num_train_steps": steps, "optim.learning_rate": 5e-4, "optim.warmup_steps": max(1, steps // 40),
+            "quant.alpha.end_step": max(1, steps // 2), "eval_every_steps": max(1, steps // 2),
+            "checkpoint_every_steps": max(1, steps // 4)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +88,6 @@ class Experiment:
     table: str = "main"  # "main" | "ablation"
     beam: bool = True  # also decode with beam 4 (main rows)
     description: str = ""
-
-    @property
-    def base(self) -> str:
-        return BASE_CONFIGS[self.model]
 
     @property
     def method(self) -> str:
@@ -79,9 +110,7 @@ def _main_runs(model: str) -> list[Experiment]:
     runs = [Experiment(float_name, model, {}, description="float baseline")]
     for method, bit_list in MAIN_BITS.items():
         for bits in bit_list:
-            overrides: dict[str, Any] = {"quant.method": method, "quant.rules": rules(bits)}
-            if method not in POST_METHODS:
-                overrides.update(FINETUNE_OVERRIDES, num_train_steps=FINETUNE_STEPS[model])
+            overrides = {"quant.method": method, "quant.rules": rules(bits)}
             runs.append(Experiment(f"{model}_{method}_{bits}", model, overrides, parent=float_name,
                                    description=f"{method} at {bits} bits"))
     return runs
@@ -89,12 +118,11 @@ def _main_runs(model: str) -> list[Experiment]:
 
 def _allocation_runs() -> list[Experiment]:
     """GQ with a per-layer bit allocation: the paper's 1-bit RNN-T layers and a sub-5-bit Conformer."""
-    finetune = lambda model, quant_rules: {"quant.method": "gq", "quant.rules": quant_rules,
-                                           **FINETUNE_OVERRIDES, "num_train_steps": FINETUNE_STEPS[model]}
-    runs = [Experiment(f"rnnt_gq_1bit_layers_{bits}", "rnnt", finetune("rnnt", (
+    gq = lambda quant_rules: {"quant.method": "gq", "quant.rules": quant_rules}
+    runs = [Experiment(f"rnnt_gq_1bit_layers_{bits}", "rnnt", gq((
         (r"encoder/lstm_[12]/.*kernel", 1, "channel"), (WEIGHTS, bits, "channel"))), parent="rnnt_float",
         description=f"encoder LSTM layers 1-2 at 1 bit, the rest at {bits} bits") for bits in (4, 5)]
-    runs.append(Experiment("conformer_gq_mixed_2_4", "conformer", finetune("conformer", (
+    runs.append(Experiment("conformer_gq_mixed_2_4", "conformer", gq((
         (r"encoder/block_\d+/ff_(start|end)/.*kernel", 2, "channel"), (WEIGHTS, 4, "channel"))),
         parent="conformer_float", description="feed-forward kernels at 2 bits, the rest at 4 bits"))
     return runs
@@ -168,16 +196,18 @@ def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> Non
     target[field] = value
 
 
-def build_config(experiment: Experiment, runs_root: str, overrides: Mapping[str, Any] = ()
+def build_config(experiment: Experiment, scale: Scale, runs_root: str, overrides: Mapping[str, Any] = ()
                  ) -> ml_collections.ConfigDict:
-    """The base config with the experiment's overrides, then `overrides` (e.g. data.path, model size,
-    num_train_steps), with `quant.init_from` pointing at the parent's workdir under `runs_root`.
+    """The scale's base config for the model, the fine-tune settings (a fine-tune), the experiment's
+    overrides, then `overrides` (e.g. data.path, num_train_steps), with `quant.init_from` pointing at
+    the parent's workdir `runs_root/scale/parent`.
 
     Raises ValueError naming unknown fields (training.config.check_fields)."""
-    config = importlib.import_module(experiment.base).get_config()
-    for dotted, value in {**experiment.overrides, **dict(overrides)}.items():
+    config = importlib.import_module(scale.configs[experiment.model]).get_config()
+    tuning = finetune_overrides(scale.finetune_steps[experiment.model]) if experiment.kind == "finetune" else {}
+    for dotted, value in {**tuning, **experiment.overrides, **dict(overrides)}.items():
         set_field(config, dotted, value)
     if experiment.kind == "finetune":
-        config.quant.init_from = f"{runs_root}/{experiment.parent}"
+        config.quant.init_from = f"{runs_root}/{scale.name}/{experiment.parent}"
     config_lib.check_fields(config)
     return config

@@ -1,9 +1,12 @@
 """Run one named experiment (experiments/registry.py) resumably and publish its files in results/NAME/.
 
-    python -m experiments.run rnnt_float
-    python -m experiments.run rnnt_gq_4 [--budget-steps N] [--data PATH] [--set FIELD=VALUE ...]
+    python -m experiments.run rnnt_float --scale cpu
+    python -m experiments.run rnnt_gq_4 --scale cpu [--budget-steps N] [--data PATH] [--set FIELD=VALUE ...]
 
-Steps: (1) train with train.py's `train_and_evaluate` in `RUNS_ROOT/NAME` (a fine-tune starts from
+`--scale` (default "recipe") picks the set-up of experiments/registry.py's SCALES: "recipe" (the
+issue's configs) or "cpu" (compact models that fit a 2-core CPU session).
+
+Steps: (1) train with train.py's `train_and_evaluate` in `RUNS_ROOT/SCALE/NAME` (a fine-tune starts from
 its float parent's latest checkpoint; a post-training run trains nothing); rerunning the command
 resumes from the latest checkpoint, and a finished run is not retrained. (2) Score the shipped
 model (hard-quantized; the float weights for a float run) on test, test_other and real, greedy,
@@ -14,7 +17,7 @@ real-time factor on test (benchmarks/latency.py), and training step time over fl
 (experiments/step_time.py). Evaluation is skipped when results/NAME/metrics.json already holds it
 for the same checkpoint and settings.
 
-Files in results/NAME/: config.json, command.txt (this command and the equivalent train.py /
+Files in results/SCALE/NAME/: config.json, command.txt (this command and the equivalent train.py /
 eval.py commands), metrics.json (budget, steps trained, wall time, git commit, sizes, RTF, step
 time), eval.json ({decode: {split: scores}}), training_metrics.jsonl, sizes.txt and the pictures
 (training_curves.png; weights_start/end.png for quantization-aware runs).
@@ -60,6 +63,7 @@ SESSIONS_FILE = "sessions.jsonl"
 class Settings:
     """What a run was asked to do beyond its registry entry (recorded in metrics.json)."""
 
+    scale: str = "recipe"
     budget_steps: int | None = None
     data: str | None = None
     overrides: tuple[tuple[str, Any], ...] = ()
@@ -86,7 +90,7 @@ def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml
         overrides["data.path"] = settings.data
     if settings.budget_steps is not None and experiment.kind != "post":
         overrides["num_train_steps"] = settings.budget_steps
-    return registry.build_config(experiment, settings.runs_root, overrides)
+    return registry.build_config(experiment, registry.get_scale(settings.scale), settings.runs_root, overrides)
 
 
 def git_state() -> dict[str, Any]:
@@ -160,18 +164,18 @@ def greedy_rtf(run: runs.Run, params: Any, data: ml_collections.ConfigDict, max_
     return latency.decode_seconds(run, params, examples) / audio_s
 
 
-def equivalent_commands(experiment: registry.Experiment, config: ml_collections.ConfigDict,
-                        workdir: pathlib.Path) -> list[str]:
+def equivalent_commands(experiment: registry.Experiment, scale: registry.Scale,
+                        config: ml_collections.ConfigDict, workdir: pathlib.Path) -> list[str]:
     """train.py / eval.py commands that do what this run does (for command.txt)."""
     if experiment.kind == "post":
         method, bits = config.quant.method, config.quant.rules[0][1]
         return [f"python eval.py --workdir {workdir.parent / experiment.parent} --splits {','.join(SPLITS)} "
                 f"--ptq {method}:{bits}   # also scores the parent's float weights"]
-    base = registry.build_config(registry.Experiment("base", experiment.model, {}), "")
+    base = registry.build_config(registry.Experiment("base", experiment.model, {}), scale, "")
     default = flat_fields(json.loads(base.to_json()))
     flags = [f"--config.{field}={shlex.quote(repr(value) if isinstance(value, tuple) else str(value))}"
              for field, value in flat_fields(json.loads(config.to_json())).items() if default.get(field) != value]
-    return [f"python train.py --config configs/{experiment.base.split('.')[-1]}.py --workdir {workdir} "
+    return [f"python train.py --config {scale.configs[experiment.model].replace('.', '/')}.py --workdir {workdir} "
             + " ".join(flags),
             f"python eval.py --workdir {workdir} --splits {','.join(SPLITS)}"
             + (f"   # then again with --beam {BEAM}" if experiment.beam else "")]
@@ -211,14 +215,14 @@ def plot_training_curves(records: list[dict[str, Any]], path: pathlib.Path, titl
 
 def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Trains (resuming), scores and publishes experiment `name`; returns its metrics.json content."""
-    experiment = registry.get(name)
+    experiment, scale = registry.get(name), registry.get_scale(settings.scale)
     config = experiment_config(experiment, settings)
-    workdir = pathlib.Path(settings.runs_root) / name
-    out = pathlib.Path(settings.results_root) / name
+    workdir = pathlib.Path(settings.runs_root) / scale.name / name
+    out = pathlib.Path(settings.results_root) / scale.name / name
     if experiment.parent is not None and latest_step(workdir.parent / experiment.parent) is None:
         raise FileNotFoundError(f"{name} starts from {experiment.parent}, which has no checkpoint in "
                                 f"{workdir.parent / experiment.parent}; run `python -m experiments.run "
-                                f"{experiment.parent}` (with the same --data/--set) first")
+                                f"{experiment.parent} --scale {scale.name}` (with the same --data/--set) first")
     session = {} if experiment.kind == "post" else train_resumably(config, workdir)
     if experiment.kind == "post":
         workdir.mkdir(parents=True, exist_ok=True)
@@ -248,9 +252,9 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     sessions = read_jsonl(workdir / SESSIONS_FILE)
     history = read_jsonl(workdir / metrics.METRICS_FILE)
     dev = [(r["dev_wer"], r["step"]) for r in history if r.get("dev_wer") is not None]
-    planned = registry.build_config(experiment, settings.runs_root).num_train_steps
+    planned = registry.build_config(experiment, scale, settings.runs_root).num_train_steps
     result = {
-        "name": name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
+        "name": name, "scale": scale.name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
         "table": experiment.table, "description": experiment.description, "parent": experiment.parent,
         "rules": [list(r) for r in config.quant.rules] if experiment.method != "float" else [],
         "budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
@@ -265,21 +269,23 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         "eval_settings": eval_settings, "settings": {k: v for k, v in dataclasses.asdict(settings).items()},
         **git_state(),
     }
-    publish(out, experiment, config, workdir, result, decodes, report, history, argv)
+    publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
     return result
 
 
-def publish(out: pathlib.Path, experiment: registry.Experiment, config: ml_collections.ConfigDict,
+def publish(out: pathlib.Path, experiment: registry.Experiment, scale: registry.Scale,
+            config: ml_collections.ConfigDict,
             workdir: pathlib.Path, result: dict[str, Any], decodes: dict[str, Any],
             report: gq_jax.SizeReport, history: list[dict[str, Any]], argv: Sequence[str] | None) -> None:
     """Writes the files of results/NAME/ (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.to_json(indent=2))
-    command = "python -m experiments.run " + " ".join(map(shlex.quote, argv if argv is not None else [experiment.name]))
+    argv = argv if argv is not None else [experiment.name, "--scale", scale.name]
+    command = "python -m experiments.run " + " ".join(map(shlex.quote, argv))
     (out / "command.txt").write_text("\n".join(
         [f"# {experiment.name}: {experiment.description} (git {result['git_commit']}"
          + (", uncommitted changes" if result["git_dirty"] else "") + ")", command, "",
-         "# equivalent train/eval commands:", *equivalent_commands(experiment, config, workdir)]) + "\n")
+         "# equivalent train/eval commands:", *equivalent_commands(experiment, scale, config, workdir)]) + "\n")
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     (out / "eval.json").write_text(json.dumps(decodes, indent=2, default=_json_default))
     (out / "sizes.txt").write_text(str(report) + "\n")
@@ -301,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="an experiment of experiments/registry.py")
+    parser.add_argument("--scale", default="recipe", choices=sorted(registry.SCALES),
+                        help="the set-up of every run (experiments/registry.py SCALES)")
     parser.add_argument("--budget-steps", type=int, default=None, help="num_train_steps (default: planned)")
     parser.add_argument("--data", default=None, help="data.path (default: the config's corpus)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
@@ -313,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        settings = Settings(args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
+        settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
                             args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
         result = run_experiment(args.name, settings, argv)
     except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:

@@ -47,18 +47,25 @@ def tiny_results(tiny_corpus, float_result):
     return float_result
 
 
-def test_every_registry_entry_is_a_valid_config_whose_rules_all_match_parameters():
+@pytest.mark.parametrize("scale", registry.SCALES.values(), ids=list(registry.SCALES))
+def test_every_registry_entry_is_a_valid_config_whose_rules_all_match_parameters(scale):
     params = {}
     for experiment in registry.EXPERIMENTS.values():
-        config = registry.build_config(experiment, "runs/results")  # check_fields inside
+        config = registry.build_config(experiment, scale, "runs/results")  # check_fields inside
         if experiment.model not in params:
             model = config_lib.model_from_config(config.model, 30)
             params[experiment.model] = jax.eval_shape(lambda: state_lib.random_params(model, config))
         if experiment.method != "float":
             assert gq_jax.unused_rules(params[experiment.model], config_lib.gq_config(config.quant)) == ()
         if experiment.kind == "finetune":
-            assert config.quant.init_from == f"runs/results/{experiment.parent}"
-            assert config.num_train_steps == registry.FINETUNE_STEPS[experiment.model]
+            assert config.quant.init_from == f"runs/results/{scale.name}/{experiment.parent}"
+            assert config.num_train_steps == scale.finetune_steps[experiment.model]
+            assert config.quant.alpha.end_step == config.num_train_steps // 2
+
+
+def test_an_unknown_scale_is_an_error_naming_the_known_ones():
+    with pytest.raises(ValueError, match="'cpu'"):
+        registry.get_scale("laptop")
 
 
 def test_registry_rejects_repeated_names_and_missing_parents():
@@ -74,7 +81,7 @@ def test_registry_rejects_repeated_names_and_missing_parents():
 def test_an_unknown_override_is_an_error_naming_the_field():
     bad = registry.Experiment("bad", "rnnt", {"quant.snap_evry": 100})
     with pytest.raises(ValueError, match="quant.snap_evry"):
-        registry.build_config(bad, "runs/results")
+        registry.build_config(bad, registry.SCALES["recipe"], "runs/results")
 
 
 def test_the_default_ablation_value_is_the_main_gq_row_and_every_other_value_a_registered_run():
@@ -87,7 +94,7 @@ def test_the_default_ablation_value_is_the_main_gq_row_and_every_other_value_a_r
 
 
 def test_all_weight_matrices_and_embeddings_are_quantized_and_nothing_else():
-    config = registry.build_config(registry.get("rnnt_gq_4"), "runs/results")
+    config = registry.build_config(registry.get("rnnt_gq_4"), registry.SCALES["recipe"], "runs/results")
     model = config_lib.model_from_config(config.model, 30)
     shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
     plan = gq_jax.summary(shapes, config_lib.gq_config(config.quant))
@@ -97,7 +104,7 @@ def test_all_weight_matrices_and_embeddings_are_quantized_and_nothing_else():
 
 @pytest.mark.slow
 def test_a_float_run_publishes_every_file(float_result):
-    folder = float_result / "results/rnnt_float"
+    folder = float_result / "results/recipe/rnnt_float"
     assert {f for f in PUBLISHED if not (folder / f).exists()} == set()
     result = json.loads((folder / "metrics.json").read_text())
     assert (result["average_bits"], result["step_time_ratio"], result["trained_steps"]) == (32.0, 1.0, 3)
@@ -105,27 +112,27 @@ def test_a_float_run_publishes_every_file(float_result):
 
 @pytest.mark.slow
 def test_a_fine_tune_publishes_every_file_with_its_budget_and_sizes(tiny_results):
-    folder = tiny_results / "results/rnnt_gq_4"
+    folder = tiny_results / "results/recipe/rnnt_gq_4"
     assert {f for f in PUBLISHED + ("weights_start.png", "weights_end.png") if not (folder / f).exists()} == set()
-    gq = json.loads((tiny_results / "results/rnnt_gq_4/metrics.json").read_text())
+    gq = json.loads((tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text())
     assert (gq["budget_steps"], gq["trained_steps"], gq["planned_steps"]) == (2, 2, 4000)
     assert gq["average_bits"] == 4.0 and gq["git_commit"]
     assert gq["saving_vs_8bit"] == pytest.approx(1 - gq["size_bytes"] / gq["reference_8bit_bytes"])
     assert gq["size_bytes"] < gq["reference_8bit_bytes"] < gq["float32_bytes"]
-    decodes = json.loads((tiny_results / "results/rnnt_gq_4/eval.json").read_text())
+    decodes = json.loads((tiny_results / "results/recipe/rnnt_gq_4/eval.json").read_text())
     assert set(decodes) == {"greedy", "beam4"} and all(set(d) == set(run.SPLITS) for d in decodes.values())
-    assert "python -m experiments.run rnnt_gq_4" in (tiny_results / "results/rnnt_gq_4/command.txt").read_text()
+    assert "python -m experiments.run rnnt_gq_4" in (tiny_results / "results/recipe/rnnt_gq_4/command.txt").read_text()
 
 
 @pytest.mark.slow
 def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoint(tiny_results, tiny_corpus, capsys):
-    workdir = tiny_results / "runs/rnnt_gq_4"
+    workdir = tiny_results / "runs/recipe/rnnt_gq_4"
     before = (workdir / metrics.METRICS_FILE).read_text(), (workdir / run.SESSIONS_FILE).read_text()
-    published = (tiny_results / "results/rnnt_gq_4/metrics.json").read_text()
+    published = (tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text()
     run.run_experiment("rnnt_gq_4", settings(tiny_corpus, tiny_results, 2))
     assert "up to date" in capsys.readouterr().out
     assert ((workdir / metrics.METRICS_FILE).read_text(), (workdir / run.SESSIONS_FILE).read_text()) == before
-    assert (tiny_results / "results/rnnt_gq_4/metrics.json").read_text() == published
+    assert (tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text() == published
 
     result = run.run_experiment("rnnt_gq_4", settings(tiny_corpus, tiny_results, 3))
     sessions = run.read_jsonl(workdir / run.SESSIONS_FILE)
@@ -138,12 +145,12 @@ def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoin
 def test_post_training_run_quantizes_the_parent_without_training(tiny_results, tiny_corpus):
     result = run.run_experiment("rnnt_ptq_kmeans_2", settings(tiny_corpus, tiny_results, None))
     assert (result["kind"], result["budget_steps"], result["average_bits"]) == ("post", 0, 2.0)
-    assert not (tiny_results / "runs/rnnt_ptq_kmeans_2/checkpoints").exists()
+    assert not (tiny_results / "runs/recipe/rnnt_ptq_kmeans_2/checkpoints").exists()
     assert result["step_time_ratio"] is None
 
 
 def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_path, tiny_corpus):
-    with pytest.raises(FileNotFoundError, match="experiments.run rnnt_float"):
+    with pytest.raises(FileNotFoundError, match="experiments.run rnnt_float --scale recipe"):
         run.run_experiment("rnnt_gq_2", settings(tiny_corpus, tmp_path, 2))
 
 
@@ -151,19 +158,19 @@ def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_pat
 def test_report_is_generated_from_the_files_and_marks_missing_runs(tiny_results):
     path = report.write_report(tiny_results / "results")
     text = path.read_text()
-    gq = json.loads((tiny_results / "results/rnnt_gq_4/metrics.json").read_text())
+    gq = json.loads((tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text())
     row = next(line for line in text.splitlines() if line.startswith("| [rnnt_gq_4]"))
     assert str(gq["size_bytes"]) in row and f"{gq['trained_steps']}/4000 steps (partial)" in row
     assert "| rnnt_gq_2 | not yet measured |" in text and "| conformer_float | not yet measured |" in text
     assert "GQ at <= 5 bits within 2 % relative of float WER: not yet measured" in text  # conformer
     assert "not the published set-up" in text  # the tiny rows are flagged
-    assert (tiny_results / "results/wer_against_bits_rnnt.png").exists()
-    assert not (tiny_results / "results/wer_against_bits_conformer.png").exists()
+    assert (tiny_results / "results/recipe/wer_against_bits_rnnt.png").exists()
+    assert not (tiny_results / "results/recipe/wer_against_bits_conformer.png").exists()
 
 
 def test_report_of_an_empty_folder_measures_nothing(tmp_path):
     text = report.write_report(tmp_path).read_text()
-    assert "| rnnt_float | not yet measured |" in text and "yes" not in text.lower().split("## rnnt")[0]
+    assert "| rnnt_float | not yet measured |" in text and "yes" not in text.lower().split("### rnnt")[0]
 
 
 def test_override_values_are_parsed_as_literals_or_kept_as_text():
