@@ -2,6 +2,7 @@
 
     python -m experiments.run rnnt_float --scale cpu
     python -m experiments.run rnnt_gq_4 --scale cpu [--budget-steps N] [--data PATH] [--set FIELD=VALUE ...]
+    python -m experiments.run --all --scale cpu     # every run in registry order; finished ones are skipped
 
 `--scale` (default "recipe") picks the set-up of experiments/registry.py's SCALES: "recipe" (the
 issue's configs) or "cpu" (compact models that fit a 2-core CPU session).
@@ -303,10 +304,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def option_argv(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The options of `args` that differ from `parser`'s defaults, as command-line words (for each
+    run's command.txt); always names the scale."""
+    default = lambda flag: parser.get_default(flag.lstrip("-").replace("-", "_"))
+    words = ["--scale", args.scale]
+    for flag, value in (("--budget-steps", args.budget_steps), ("--data", args.data),
+                        ("--max-examples", args.max_examples or None), ("--runs-root", args.runs_root),
+                        ("--results-root", args.results_root)):
+        if value is not None and default(flag) != value:
+            words += [flag, str(value)]
+    for override in args.set:
+        words += ["--set", override]
+    if args.step_time_steps != default("--step-time-steps"):
+        words += ["--step-time-steps", str(args.step_time_steps)]
+    return words
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="an experiment of experiments/registry.py")
+    parser.add_argument("names", nargs="*", help="experiments of experiments/registry.py, run in this order")
+    parser.add_argument("--all", action="store_true", help="every experiment, in registry order (parents first)")
     parser.add_argument("--scale", default="recipe", choices=sorted(registry.SCALES),
                         help="the set-up of every run (experiments/registry.py SCALES)")
     parser.add_argument("--budget-steps", type=int, default=None, help="num_train_steps (default: planned)")
@@ -316,18 +334,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--step-time-steps", type=int, default=10, help="timed steps per step-time measurement")
     parser.add_argument("--runs-root", default="runs/results", help="training workdirs (checkpoints)")
     parser.add_argument("--results-root", default="results", help="published files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the named experiments in order; with several, a failing run is reported and the next one
+    starts (its children then fail naming the missing parent); exit status 1 when any failed."""
+    parser = make_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    names = list(registry.EXPERIMENTS) if args.all else args.names
+    if not names:
+        parser.error("name an experiment (or --all)")
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
-                            args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
-        result = run_experiment(args.name, settings, argv)
-    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:
-        sys.exit(f"experiments.run: error: {e}")
-    print(json.dumps({k: result[k] for k in ("name", "trained_steps", "size_bytes", "average_bits",
-                                              "saving_vs_8bit", "greedy_rtf", "step_time_ratio")}, default=str))
+    failed = []
+    for name in names:
+        try:
+            settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
+                                args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
+            result = run_experiment(name, settings, [name, *option_argv(args, parser)])
+        except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:
+            if len(names) == 1:
+                sys.exit(f"experiments.run: error: {e}")
+            print(f"experiments.run: {name} failed: {e}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
+        print(json.dumps({k: result[k] for k in ("name", "trained_steps", "size_bytes", "average_bits",
+                                                  "saving_vs_8bit", "greedy_rtf", "step_time_ratio")}, default=str),
+              flush=True)
+    if failed:
+        sys.exit(f"experiments.run: {len(failed)} of {len(names)} failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
