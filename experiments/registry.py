@@ -7,8 +7,9 @@ A run is one of three kinds:
   post      post-training quantization of the parent's weights (no training).
 
 Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
-the issue asks, ~13 h of float RNN-T training on 2 CPU cores) and "cpu" (compact models and budgets
-that fit a 2-core CPU session: configs/*_synth_cpu.py). A run's files live in `<root>/<scale>/<name>`.
+the issue asks; days of training on 2 CPU cores) and "cpu" (compact models and budgets that fit
+2-core CPU sessions: configs/*_synth_cpu.py). `python -m experiments.step_time --scale S` measures
+what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
 says otherwise): every `*kernel` leaf (dense, LSTM `input_kernel`/`recurrent_kernel`, attention,

@@ -1,5 +1,11 @@
 """Training step time of a config, and its ratio to float training of the same model, same machine.
 
+    python -m experiments.step_time --scale recipe [--steps 5]
+
+prints, per model of the scale, seconds per float and per GQ 4-bit training step on this machine
+and the training hours every run of the scale would take here (the float run plus each fine-tune
+at the GQ step time): how long a scale's results cost before starting them.
+
 Both are measured back to back in one process with train.py's own `loss_fn` and `train_step`
 (pmap over the local devices) on the same batches of the training split, after `warmup_steps`
 untimed steps that compile: seconds per step = median over `steps` timed steps.
@@ -7,6 +13,7 @@ untimed steps that compile: seconds per step = median over `steps` timed steps.
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import statistics
 import tempfile
@@ -17,6 +24,7 @@ import ml_collections
 
 import train
 from corpora.batching import BatchIterator, split_for_devices
+from experiments import registry
 from training import config as config_lib
 from training import input_pipeline
 from training import state as state_lib
@@ -60,3 +68,29 @@ def step_time_ratio(config: ml_collections.ConfigDict, steps: int = 10, warmup_s
     float_s = seconds_per_step(float_config(config), steps, warmup_steps)
     this_s = float_s if config.quant.method == "float" else seconds_per_step(config, steps, warmup_steps)
     return {"step_time_s": this_s, "float_step_time_s": float_s, "step_time_ratio": this_s / float_s}
+
+
+def training_hours(scale: registry.Scale, model: str, float_s: float, quantized_s: float) -> float:
+    """Hours of training every run of `model` at `scale`: float steps at `float_s` s/step plus each
+    fine-tune's budget at `quantized_s` s/step (post-training runs train nothing)."""
+    float_steps = registry.build_config(registry.get(f"{model}_float"), scale, "").num_train_steps
+    finetunes = sum(e.model == model and e.kind == "finetune" for e in registry.EXPERIMENTS.values())
+    return (float_steps * float_s + finetunes * scale.finetune_steps[model] * quantized_s) / 3600
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="seconds per training step and hours per scale")
+    parser.add_argument("--scale", default="recipe", choices=sorted(registry.SCALES))
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    args = parser.parse_args(argv)
+    scale = registry.get_scale(args.scale)
+    for model in registry.MODELS:
+        float_s = seconds_per_step(registry.build_config(registry.get(f"{model}_float"), scale, ""), args.steps)
+        gq_config = registry.build_config(registry.get(f"{model}_gq_4"), scale, "")
+        gq_s = seconds_per_step(gq_config, args.steps)
+        print(f"{scale.name} {model}: float {float_s:.3f} s/step, GQ 4-bit {gq_s:.3f} s/step; all its runs: "
+              f"{training_hours(scale, model, float_s, gq_s):.1f} h of training on this machine", flush=True)
+
+
+if __name__ == "__main__":
+    main()

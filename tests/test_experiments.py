@@ -8,7 +8,7 @@ import jax
 import pytest
 
 import gq_jax
-from experiments import registry, report, run
+from experiments import registry, report, run, step_time
 from training import config as config_lib
 from training import metrics
 from training import state as state_lib
@@ -61,6 +61,15 @@ def test_every_registry_entry_is_a_valid_config_whose_rules_all_match_parameters
             assert config.quant.init_from == f"runs/results/{scale.name}/{experiment.parent}"
             assert config.num_train_steps == scale.finetune_steps[experiment.model]
             assert config.quant.alpha.end_step == config.num_train_steps // 2
+
+
+def test_training_hours_of_a_scale_count_the_float_run_and_every_fine_tune():
+    scale = registry.SCALES["cpu"]
+    finetunes = [e for e in registry.EXPERIMENTS.values() if e.model == "conformer" and e.kind == "finetune"]
+    assert len(finetunes) >= 9  # uniform STE x3, GQ x5, the mixed allocation
+    assert step_time.training_hours(scale, "conformer", 3.6, 0.0) == 1000 * 3.6 / 3600
+    assert step_time.training_hours(scale, "conformer", 0.0, 1.8) == pytest.approx(
+        len(finetunes) * scale.finetune_steps["conformer"] * 1.8 / 3600)
 
 
 def test_an_unknown_scale_is_an_error_naming_the_known_ones():
