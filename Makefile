@@ -23,7 +23,7 @@ apt:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[librispeech,dev]'
+	$(PY) -m pip install -q -e '.[librispeech,dev,qwix]'
 	touch $@
 
 setup: apt $(STAMP)
@@ -35,7 +35,7 @@ demo: setup
 	$(PY) scripts/demo.py
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[librispeech,dev,bench]'
+	$(PY) -m pip install -q -e '.[librispeech,dev,qwix,bench]'
 	touch $@
 
 bench: setup $(BENCH_STAMP)

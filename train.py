@@ -6,8 +6,8 @@
 
 One step, on every local device (`jax.pmap`, gradients averaged with `lax.pmean`):
 
-    Ŵ = quantizer.quantize_params(W, state, rules, alpha(step))   # identity for "float"
-    loss = mean_b RNN-T NLL(model(Ŵ), batch_b)
+    Ŵ = quantizer.quantize_params(W, state, rules, alpha(step))   # identity for "float", "qwix"
+    loss = mean_b RNN-T NLL(model(Ŵ), batch_b)   # "qwix": the Qwix-wrapped model fake-quantizes
     (W, centroids) <- optax.partition update   (weights: AdamW; centroids: their own optimizer)
     centroids <- project_centroids(centroids);  every `snap_every` steps W <- hard(W)
 
@@ -130,7 +130,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices of all processes")
     gq_config = config_lib.gq_config(config.quant)
-    quantizer = config_lib.quantizer_for(config.quant.method)
 
     train_examples = input_pipeline.read_examples(config.data, config.data.train_split,
                                                   config.data.max_train_examples)
@@ -139,6 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     workdir_path.mkdir(parents=True, exist_ok=True)
     tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_examples)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
     iterator = BatchIterator(train_examples, tokenizer, config.batch_size,
                              num_buckets=config.data.num_buckets, seed=config.seed)
 
@@ -157,7 +157,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
     checkpoints.save_config(config, workdir_path)
 
-    p_train_step = make_p_train_step(config, model, quantizer, gq_config, optimizer)
+    # Qwix QAT quantizes inside a wrapped model's forward; decoding uses `model` with hardened weights.
+    train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
+    p_train_step = make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
 
     is_chief = jax.process_index() == 0
     metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []

@@ -11,12 +11,14 @@ Sections:
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
             `models.conformer.make_conformer`.
   optim     optimizer of the network weights (adamw, warm-up then cosine decay, clipping).
-  quant     `method` (float | gq | uniform_ste | ptq_round | ptq_kmeans), `rules` as ordered
+  quant     `method` (float | gq | uniform_ste | ptq_round | ptq_kmeans | qwix), `rules` as ordered
             (regex over the '/'-joined parameter path, bits, "tensor" | "channel") tuples (first
-            match wins), GQ's µ, mode, window and centroid init, the softmax sharpness schedule
-            `alpha`, `snap_every` (latent weights := hard values every F steps; 0: never), the
-            centroids' own optimizer and learning rate, and `init_from` (the workdir of a float run
-            whose latest parameters start this one; "" starts from random weights).
+            match wins; "qwix", Qwix's weight-only QAT, takes 2..8 bits and quantizes only the
+            weights Qwix intercepts, see training/qwix_qat.py), GQ's µ, mode, window and centroid
+            init, the softmax sharpness schedule `alpha`, `snap_every` (latent weights := hard
+            values every F steps; 0: never), the centroids' own optimizer and learning rate, and
+            `init_from` (the workdir of a float run whose latest parameters start this one; ""
+            starts from random weights).
 """
 
 import ml_collections

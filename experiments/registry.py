@@ -17,11 +17,10 @@ convolutions) and `predictor/embedding/embedding`; biases, norms and the Conform
 biases stay float. Ablations change one setting of the default GQ fine-tune at 4 and 2 bits; the
 default value of each ablated setting is the main row `<model>_gq_<bits>` itself (`ABLATIONS`).
 
-Qwix QAT (PyPI `qwix` 0.1.8) is not a run yet: it quantizes by intercepting the dot_generals of a
-wrapped model (`qwix.quantize_model(model, qwix.QtProvider([qwix.QtRule(...)]))`), which train.py
-cannot take (it builds the model itself and quantizes parameters, not modules), and on our RNN-T
-it intercepts only `joint/encoder_proj` and `joint/predictor_proj`: the LSTM kernels, the joint
-output layer and the embedding would stay float.
+Qwix QAT (PyPI `qwix`, training/qwix_qat.py) runs as method "qwix" with the same rules and budget:
+it fake-quantizes the weights it intercepts (int8 / int4, per channel, absmax scale, straight-through
+gradient); the weights it cannot see (the joint output layer and the embedding) stay float, and each
+run lists them in metrics.json's `float_weights`.
 """
 
 from __future__ import annotations
@@ -36,9 +35,9 @@ from training import config as config_lib
 
 WEIGHTS = r".*(kernel|embedding)"
 MODELS = ("rnnt", "conformer")
-QAT_METHODS = ("gq", "uniform_ste")
 POST_METHODS = ("ptq_round", "ptq_kmeans")
-MAIN_BITS = {"uniform_ste": (8, 4, 2), "gq": (8, 5, 4, 3, 2), "ptq_round": (4, 2), "ptq_kmeans": (4, 2)}
+MAIN_BITS = {"uniform_ste": (8, 4, 2), "gq": (8, 5, 4, 3, 2), "ptq_round": (4, 2), "ptq_kmeans": (4, 2),
+             "qwix": (8, 4)}
 ABLATION_BITS = (4, 2)
 
 

@@ -125,8 +125,6 @@ def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> str:
-    if other == "qwix":
-        return f"{MISSING} (Qwix is not integrated yet: see experiments/registry.py's docstring)."
     bits_list = registry.MAIN_BITS[other]
     parts = []
     for bits in bits_list:
@@ -135,8 +133,9 @@ def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> st
             parts.append(f"{bits} bits {MISSING}")
             continue
         delta = test_wer(gq) - test_wer(base)
+        kept_float = f", {other} kept {', '.join(base['float_weights'])} float" if base.get("float_weights") else ""
         parts.append(f"{bits} bits: GQ {_pct(test_wer(gq))} % vs {_pct(test_wer(base))} % "
-                     f"({100 * delta:+.2f} points, GQ {'better' if delta < 0 else 'not better'})")
+                     f"({100 * delta:+.2f} points, GQ {'better' if delta < 0 else 'not better'}{kept_float})")
     return "; ".join(parts) + "."
 
 

@@ -50,6 +50,8 @@ import eval as eval_cmd
 import gq_jax
 import train
 from benchmarks import latency
+from gq_jax.artifact import is_quantized
+from gq_jax.config import leaves_with_paths
 from experiments import registry, step_time
 from training import checkpoints, input_pipeline, metrics, runs
 from training import config as config_lib
@@ -138,7 +140,7 @@ def shipped_model(experiment: registry.Experiment, config: ml_collections.Config
         run = runs.load(workdir)
         return run, run.hardened()
     run = runs.load(workdir.parent / experiment.parent)
-    quantizer = config_lib.quantizer_for(config.quant.method)
+    quantizer = config_lib.quantizer_for(config.quant.method)  # a post-training method: no model needed
     gq_config = config_lib.gq_config(config.quant)
     return run, quantizer.harden(run.params, quantizer.init(run.params, gq_config), gq_config)
 
@@ -149,6 +151,14 @@ def reference_8bit_bytes(params: Any) -> int:
     gq_config = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8, granularity="channel")])
     ptq = gq_jax.get_method("ptq_round")
     return gq_jax.size_report(ptq.harden(params, ptq.init(params, gq_config), gq_config)).uint8_bytes
+
+
+def float_weights(hardened: Any) -> list[str]:
+    """Paths of the weight matrices and embeddings (`registry.WEIGHTS`) the shipped tree keeps float:
+    none for the parameter-tree methods, the layers Qwix cannot intercept for "qwix"."""
+    weights = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8)])
+    return [path for path, leaf in leaves_with_paths(hardened, is_leaf=is_quantized)
+            if not is_quantized(leaf) and gq_jax.config.rule_for(path, weights) is not None]
 
 
 def score_splits(run: runs.Run, params: Any, data: ml_collections.ConfigDict, beam: int,
@@ -266,6 +276,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         "size_bytes": report.total_bytes, "float32_bytes": report.float32_bytes,
         "average_bits": report.average_bits if report.quantized_weights else 32.0,
         "quantized_weights": report.quantized_weights, "reference_8bit_bytes": reference,
+        "float_weights": [] if experiment.method == "float" else float_weights(hardened),
         "saving_vs_8bit": 1.0 - report.total_bytes / reference, "greedy_rtf": rtf, **timing,
         "eval_settings": eval_settings, "settings": {k: v for k, v in dataclasses.asdict(settings).items()},
         **git_state(),

@@ -38,11 +38,12 @@ def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_
         tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), examples)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
     gq_config = config_lib.gq_config(config.quant)
-    quantizer = config_lib.quantizer_for(config.quant.method)
+    quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
     params = state_lib.random_params(model, config)
     optimizer = state_lib.make_optimizer(config)
     state = state_lib.replicate(state_lib.create(params, quantizer.init(params, gq_config), optimizer, config.seed))
-    step_fn = train.make_p_train_step(config, model, quantizer, gq_config, optimizer)
+    train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
+    step_fn = train.make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
     iterator = BatchIterator(examples, tokenizer, config.batch_size, num_buckets=1, seed=config.seed)
     timings = []
     for index in range(warmup_steps + steps):

@@ -44,12 +44,19 @@ def _forget_gate_bias_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.flo
     return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
 
 
+def _matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x @ kernel` for `x [..., D]`, `kernel [D, N]` as one `lax.dot_general` -> `[..., N]`."""
+    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
 class LSTMLayer(nn.Module):
     """One unidirectional LSTM layer, scanned over time; parameters are three separate leaves.
 
     With gates `z_t = x_t @ input_kernel + h_{t-1} @ recurrent_kernel + bias` split into
     (i, f, g, o): `c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g)`, `h_t = sigmoid(o) tanh(c_t)`.
-    Leaves: `input_kernel [D, 4H]`, `recurrent_kernel [H, 4H]`, `bias [4H]`.
+    Leaves: `input_kernel [D, 4H]`, `recurrent_kernel [H, 4H]`, `bias [4H]`. Both products call
+    `lax.dot_general` on the kernels themselves (the same contraction `@` lowers to), so
+    interception-based quantizers such as Qwix see them as weight matmuls of this module.
     """
 
     hidden_size: int
@@ -68,10 +75,10 @@ class LSTMLayer(nn.Module):
             "recurrent_kernel", nn.initializers.orthogonal(), (self.hidden_size, gates))
         bias = self.param("bias", _forget_gate_bias_init, (gates,))
         state = self.initial_state(inputs.shape[0]) if state is None else state
-        input_gates = inputs @ input_kernel + bias  # all frames at once: [B, T, 4H]
+        input_gates = _matmul(inputs, input_kernel) + bias  # all frames at once: [B, T, 4H]
 
         def step(carry: LSTMState, frame_gates: jax.Array) -> tuple[LSTMState, jax.Array]:
-            z = frame_gates + carry.hidden @ recurrent_kernel
+            z = frame_gates + _matmul(carry.hidden, recurrent_kernel)
             i, f, g, o = jnp.split(z, 4, axis=-1)
             cell = jax.nn.sigmoid(f) * carry.cell + jax.nn.sigmoid(i) * jnp.tanh(g)
             hidden = jax.nn.sigmoid(o) * jnp.tanh(cell)

@@ -151,6 +151,15 @@ def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoin
 
 
 @pytest.mark.slow
+def test_a_qwix_fine_tune_names_the_weights_qwix_kept_float(tiny_results, tiny_corpus):
+    result = run.run_experiment("rnnt_qwix_4", settings(tiny_corpus, tiny_results, 1))
+    assert result["float_weights"] == ["joint/output/kernel", "predictor/embedding/embedding"]
+    assert (result["average_bits"], result["trained_steps"]) == (4.0, 1) and result["step_time_ratio"] > 0
+    gq = json.loads((tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text())
+    assert gq["float_weights"] == []
+
+
+@pytest.mark.slow
 def test_post_training_run_quantizes_the_parent_without_training(tiny_results, tiny_corpus):
     result = run.run_experiment("rnnt_ptq_kmeans_2", settings(tiny_corpus, tiny_results, None))
     assert (result["kind"], result["budget_steps"], result["average_bits"]) == ("post", 0, 2.0)

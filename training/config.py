@@ -1,8 +1,9 @@
 """From a `ml_collections.ConfigDict` (see configs/default.py) to the objects training uses.
 
 `check_fields` rejects fields the base config does not define; `model_from_config`,
-`gq_config`, `quantizer_for` and `alpha_schedule` turn config sections into a model, a
-`gq_jax.GQConfig`, a `gq_jax.Quantizer` and a `step -> alpha` schedule.
+`gq_config`, `quantizer_for`, `training_model` and `alpha_schedule` turn config sections into a
+model, a `gq_jax.GQConfig`, a `gq_jax.Quantizer`, the module the training loss applies and a
+`step -> alpha` schedule.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import flax.linen as nn
 import ml_collections
 
 import gq_jax
@@ -22,6 +24,20 @@ MODEL_FACTORIES: dict[str, Callable[..., Transducer]] = {"rnnt": make_rnnt, "con
 
 # "float" trains and ships float weights: no state, identity projection, nothing hardened.
 FLOAT = gq_jax.Quantizer(baselines.no_state, baselines.float_params, lambda params, state, config: params)
+
+# "qwix": Qwix QAT (training/qwix_qat.py), which quantizes inside the wrapped model's forward.
+QWIX = "qwix"
+METHOD_NAMES = sorted([*gq_jax.METHODS, "float", QWIX])
+
+
+def _qwix_qat():
+    """training.qwix_qat, imported only for method "qwix" (qwix is the optional extra `[qwix]`)."""
+    try:
+        from training import qwix_qat
+    except ImportError as err:
+        raise ImportError(f"config.quant.method='qwix' needs the qwix package ({err}); "
+                          "install it with: pip install -e '.[qwix]'") from err
+    return qwix_qat
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -58,8 +74,10 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; see configs/default.py "
                          f"(model fields: the arguments of make_{name})")
-    if config.quant.method != "float":
-        gq_jax.get_method(config.quant.method)  # ValueError naming the known methods
+    if config.quant.method not in METHOD_NAMES:
+        raise ValueError(f"config.quant.method={config.quant.method!r}; expected one of {METHOD_NAMES}")
+    if config.quant.method == QWIX:
+        _qwix_qat().check_rules(config.quant.rules)
 
 
 def model_from_config(model_config: ml_collections.ConfigDict, vocab_size: int) -> Transducer:
@@ -68,9 +86,25 @@ def model_from_config(model_config: ml_collections.ConfigDict, vocab_size: int) 
     return MODEL_FACTORIES[model_config.name](vocab_size, **kwargs)
 
 
-def quantizer_for(method: str) -> gq_jax.Quantizer:
-    """`gq_jax.get_method(method)`, or the identity quantizer for "float"."""
+def quantizer_for(method: str, model: Transducer | None = None, num_mel_bins: int | None = None
+                  ) -> gq_jax.Quantizer:
+    """`gq_jax.get_method(method)`, the identity quantizer for "float", or for "qwix" the Qwix
+    quantizer of `model` (which needs the model and its input feature size `num_mel_bins`: its
+    `harden` traces the model to find the weights Qwix intercepts)."""
+    if method == QWIX:
+        if model is None or num_mel_bins is None:
+            raise ValueError("quantizer_for('qwix') needs the model and num_mel_bins")
+        return _qwix_qat().quantizer(model, num_mel_bins)
     return FLOAT if method == "float" else gq_jax.get_method(method)
+
+
+def training_model(model: Transducer, quant: ml_collections.ConfigDict, num_mel_bins: int) -> nn.Module:
+    """The module whose `apply` the training loss calls: `model` wrapped by Qwix QAT for "qwix"
+    (with the bits of `quant.rules`), else `model` itself (the other methods quantize parameters).
+    Both have the same parameters."""
+    if quant.method == QWIX:
+        return _qwix_qat().wrap(model, gq_config(quant), num_mel_bins)
+    return model
 
 
 def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:

@@ -1,0 +1,133 @@
+"""Qwix QAT as a training method (training/qwix_qat.py, quant.method = "qwix")."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import gq_jax
+from tests.tiny_run import tiny_config
+from training import config as config_lib
+from training import qwix_qat, runs
+from training import state as state_lib
+
+VOCAB = 12
+NUM_MEL_BINS = 16
+RNNT_QUANTIZED = ("encoder/lstm_0/input_kernel", "encoder/lstm_0/recurrent_kernel",
+                  "joint/encoder_proj/kernel", "joint/predictor_proj/kernel",
+                  "predictor/lstm_0/input_kernel", "predictor/lstm_0/recurrent_kernel")
+RNNT_FLOAT = ("encoder/lstm_0/bias", "joint/encoder_proj/bias", "joint/output/bias",
+              "joint/output/kernel", "predictor/embedding/embedding", "predictor/lstm_0/bias")
+
+
+def small_config(name: str, bits: int = 4, granularity: str = "channel") -> ml_collections.ConfigDict:
+    """configs/test_tiny.py (RNN-T) or a Conformer of the same size, trained with Qwix at `bits`."""
+    from configs import test_tiny
+
+    config = test_tiny.get_config()
+    if name == "conformer":
+        config.model = ml_collections.ConfigDict(dict(
+            name="conformer", encoder_layers=1, model_dim=16, num_heads=2, ff_multiplier=2,
+            conv_kernel_size=3, subsampling_channels=4, predictor_embed_dim=8,
+            predictor_hidden_size=16, joint_dim=16))
+    config.quant.method = "qwix"
+    config.quant.rules = ((r".*kernel", bits, granularity),)
+    return config
+
+
+def shipped(config: ml_collections.ConfigDict):
+    """(model, random params, hardened tree) of `config` (N(0, 0.3²) weights: no init to compile)."""
+    model = config_lib.model_from_config(config.model, VOCAB)
+    shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map(
+        lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), shapes)
+    gq_config = config_lib.gq_config(config.quant)
+    quantizer = config_lib.quantizer_for("qwix", model, NUM_MEL_BINS)
+    return model, params, quantizer.harden(params, quantizer.init(params, gq_config), gq_config)
+
+
+@pytest.fixture(scope="module")
+def rnnt_int4():
+    return shipped(small_config("rnnt"))
+
+
+def example_batch():
+    key_feats, key_labels = jax.random.split(jax.random.key(3))
+    feats = jax.random.normal(key_feats, (2, 48, NUM_MEL_BINS))
+    labels = jax.random.randint(key_labels, (2, 5), 1, VOCAB)
+    return feats, jnp.array([48, 31]), labels, jnp.array([5, 3])
+
+
+@pytest.mark.parametrize("name, bits, granularity", [("rnnt", 4, "channel"), ("conformer", 8, "tensor")])
+def test_the_wrapped_forward_equals_the_plain_forward_with_the_shipped_weights(name, bits, granularity):
+    config = small_config(name, bits, granularity)
+    model, params, hardened = shipped(config)
+    wrapped = config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+    batch = example_batch()
+    qwix_nll = jax.jit(wrapped.apply)({"params": params}, *batch)
+    shipped_nll = jax.jit(lambda h: model.apply({"params": gq_jax.dequantize(h)}, *batch))(hardened)
+    np.testing.assert_allclose(shipped_nll, qwix_nll, rtol=1e-6)
+    assert len(qwix_qat.report(hardened).quantized_leaves) >= 6
+
+
+def test_int4_shipped_weights_take_at_most_16_values_per_output_channel(rnnt_int4):
+    _, params, hardened = rnnt_int4
+    report = qwix_qat.report(hardened)
+    dequantized = dict(gq_jax.config.leaves_with_paths(gq_jax.dequantize(hardened)))
+    original = dict(gq_jax.config.leaves_with_paths(params))
+    for path in report.quantized_leaves:
+        w = np.asarray(dequantized[path])
+        assert max(len(np.unique(w[:, c])) for c in range(w.shape[-1])) <= 16, path
+        assert not np.array_equal(w, original[path]), path
+    assert report.average_bits == 4.0
+    float_bytes = sum(4 * np.size(original[path]) for path in report.float_leaves)
+    channels = sum(np.shape(original[path])[-1] for path in report.quantized_leaves)
+    assert report.packed_bytes == (float_bytes + 4 * channels
+                                   + sum(-(-np.size(original[p]) * 4 // 8) for p in report.quantized_leaves))
+
+
+def test_coverage_lstm_and_projection_kernels_quantized_joint_output_and_embedding_float(rnnt_int4):
+    report = qwix_qat.report(rnnt_int4[2])
+    assert report.quantized_leaves == RNNT_QUANTIZED
+    assert report.float_leaves == RNNT_FLOAT
+
+
+def test_conformer_coverage_every_kernel_but_the_joint_output():
+    config = small_config("conformer")
+    model = config_lib.model_from_config(config.model, VOCAB)
+    params = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    kernels = {path for path, _ in gq_jax.config.leaves_with_paths(params) if path.endswith("kernel")}
+    intercepted = {w.path for w in qwix_qat.intercepted_weights(model, NUM_MEL_BINS)}
+    assert intercepted == kernels - {"joint/output/kernel"}
+    assert "encoder/block_0/convolution/depthwise/kernel" in intercepted
+
+
+def test_training_a_few_steps_from_a_float_run_changes_the_parameters(tiny_corpus, float_run, tmp_path):
+    import train
+
+    train.train_and_evaluate(tiny_config(tiny_corpus, **{
+        "quant.method": "qwix", "quant.init_from": str(float_run), "num_train_steps": 2}), str(tmp_path))
+    start, run = runs.load(float_run, step=6), runs.load(tmp_path)
+    assert run.step == 2
+    before = dict(gq_jax.config.leaves_with_paths(start.params))
+    after = dict(gq_jax.config.leaves_with_paths(run.params))
+    for path in RNNT_QUANTIZED + ("joint/output/kernel",):
+        assert not np.array_equal(before[path], after[path]), path
+    assert qwix_qat.report(run.hardened()).quantized_leaves == RNNT_QUANTIZED
+
+
+@pytest.mark.parametrize("bits", [1, 9])
+def test_bits_qwix_cannot_represent_are_an_error_naming_the_rule(bits):
+    config = small_config("rnnt", bits=bits)
+    with pytest.raises(ValueError, match=rf"\('\.\*kernel', {bits}, 'channel'\).*int2\.\.int8"):
+        config_lib.check_fields(config)
+
+
+def test_weights_of_one_module_under_different_rules_are_an_error_naming_the_module():
+    config = small_config("rnnt")
+    config.quant.rules = ((r".*input_kernel", 4, "channel"), (r".*kernel", 8, "channel"))
+    model = config_lib.model_from_config(config.model, VOCAB)
+    with pytest.raises(ValueError, match="encoder/lstm_0"):
+        config_lib.training_model(model, config.quant, NUM_MEL_BINS)

@@ -1,0 +1,273 @@
+"""Qwix QAT (Google's `qwix` library) as a training method: `config.quant.method = "qwix"`.
+
+Qwix does not transform a parameter tree. It wraps a Flax linen model and, inside every module whose
+path a `qwix.QtRule` matches, intercepts `lax.dot_general`, `jnp.einsum` and
+`lax.conv_general_dilated`; an operand that is one of *that module's own* parameters is
+fake-quantized in the forward pass (weight-only here, no activation quantization):
+
+    s = max|W| / (2**(b-1) - 1/2)   over the weight's contracted axes (one scale per output channel:
+                                     every non-contracted axis of a matmul kernel, the output-feature
+                                     axis of a conv kernel), or over all of W for a "tensor" rule
+    q = clip(round(W / s), -2**(b-1), 2**(b-1) - 1),   Ŵ = q · s
+
+and the backward pass is straight-through for W (Qwix's default absmax calibration clips nothing);
+the activation gradient uses the float W (Qwix's `use_original_residuals` when only the forward is
+quantized). The scale is recomputed from W at every step; nothing else is learnt.
+
+The bits come from `config.quant.rules` like every other method: an intercepted weight takes the
+first rule matching its parameter path (bits 2..8 as Qwix's int2..int8, granularity "channel" as
+above or "tensor"); a weight no rule matches stays float. Qwix rules select modules, so each module
+holding intercepted weights gets one `QtRule` for its exact path, and the weights of one module must
+share a rule.
+
+What Qwix cannot see stays float whatever the rules say (see `report`):
+  - biases, LayerNorm scales and offsets, attention position biases: added or multiplied, never a
+    matmul/conv operand;
+  - `predictor/embedding/embedding`: a gather (`jnp.take`), not a matmul;
+  - `joint/output/kernel`: the joint output layer runs as a pure closure (`JointNetwork.logits_fn`,
+    so the chunked loss can call it inside `jax.checkpoint`/`lax.map`); at that matmul the current
+    module is the `Transducer` (or `joint`), whose own parameters do not include it, so Qwix takes
+    the kernel for an activation.
+(The LSTM kernels are visible because `LSTMLayer` calls `lax.dot_general` on them; with `@` they
+went through the jitted `jnp.matmul`, whose cached trace hides the call from Qwix, and coverage
+depended on what had been traced before.)
+
+The shipped model is the plain (unwrapped) model with `harden`'s weights: every intercepted weight
+as a `gq_jax.QuantizedArray` whose codebook is Qwix's integer levels −2**(b-1) .. 2**(b-1) − 1 and
+whose scale is Qwix's, so `gq_jax.dequantize` gives exactly the Ŵ the wrapped model computes with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import qwix
+from qwix._src.utils import flax_util  # Qwix's own "which module / which parameter" decisions
+
+import gq_jax
+from gq_jax import baselines
+from gq_jax.artifact import FLOAT32_BYTES, is_quantized
+from gq_jax.config import check_no_unused_rules, leaves_with_paths, path_to_str, rule_for
+
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def qtype(bits: int) -> str:
+    """Qwix's name of the signed `bits`-bit integer type ("int4"), for bits in 2..8."""
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"Qwix QAT quantizes to {MIN_BITS}..{MAX_BITS} bits (int2..int8), got {bits}")
+    return f"int{bits}"
+
+
+def check_rules(rules: Sequence[tuple[str, int, str]]) -> None:
+    """ValueError naming the first `config.quant.rules` entry whose bits Qwix cannot represent."""
+    for rule in rules:
+        try:
+            qtype(int(rule[1]))
+        except ValueError as err:
+            raise ValueError(f"config.quant.rules entry {tuple(rule)!r} with quant.method='qwix': "
+                             f"{err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Intercepted:
+    """A parameter Qwix quantizes when a rule matches its module.
+
+    `channel_axes` are the axes with their own scale (Qwix's channelwise axes for this use);
+    `shape` is the operand's shape at the intercepted call (the parameter's own, checked on use).
+    """
+
+    module: str
+    name: str
+    shape: tuple[int, ...]
+    channel_axes: tuple[int, ...]
+
+    @property
+    def path(self) -> str:
+        return f"{self.module}/{self.name}" if self.module else self.name
+
+
+class _Recorder(qwix.QtProvider):
+    """A catch-all QtProvider that records every parameter operand Qwix would quantize."""
+
+    def __init__(self) -> None:
+        super().__init__([qwix.QtRule(module_path=".*", weight_qtype=qtype(MAX_BITS))])
+        self.seen: dict[str, Intercepted] = {}
+
+    def _module_and_param(self, operand: Any) -> tuple[str, str | None]:
+        module = "/".join(map(str, flax_util.get_current_module_path()))
+        return module, flax_util.find_param(operand)
+
+    def _record(self, operand: Any, channel_axes: Sequence[int]) -> None:
+        module, name = self._module_and_param(operand)
+        if name is not None:
+            weight = Intercepted(module, name, tuple(operand.shape), tuple(channel_axes))
+            self.seen[weight.path] = weight
+
+    def dot_general(self, lhs, rhs, dimension_numbers, *args, **kwargs):
+        (lhs_contracting, rhs_contracting), _ = dimension_numbers
+        for operand, contracting in ((lhs, lhs_contracting), (rhs, rhs_contracting)):
+            self._record(operand, [a for a in range(operand.ndim) if a not in contracting])
+        return super().dot_general(lhs, rhs, dimension_numbers, *args, **kwargs)
+
+    def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation=None,
+                             rhs_dilation=None, dimension_numbers=None, *args, **kwargs):
+        numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        self._record(rhs, [numbers.rhs_spec[0]])  # Qwix: one scale per output feature
+        return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                            rhs_dilation, dimension_numbers, *args, **kwargs)
+
+    def einsum(self, einsum_str, *operands, **kwargs):
+        for operand in operands:
+            module, name = self._module_and_param(operand)
+            if name is not None:
+                raise NotImplementedError(
+                    f"Qwix QAT: einsum {einsum_str!r} over parameter {module}/{name}; only dot_general "
+                    "and conv weights are supported (the shipped weights would not match Qwix's)")
+        return super().einsum(einsum_str, *operands, **kwargs)
+
+
+def example_inputs(num_mel_bins: int) -> tuple[jax.Array, ...]:
+    """(features [1, 64, F], lengths [1], labels [1, 4], label lengths [1]): a forward's arguments."""
+    return (jnp.zeros((1, 64, num_mel_bins), jnp.float32), jnp.array([64]),
+            jnp.ones((1, 4), jnp.int32), jnp.array([4]))
+
+
+def intercepted_weights(model: nn.Module, num_mel_bins: int) -> tuple[Intercepted, ...]:
+    """Every parameter of `model` that Qwix fake-quantizes when a rule matches its module, by path.
+
+    Found by tracing (shapes only) the training forward of `model` wrapped with a recording provider.
+    """
+    recorder = _Recorder()
+    wrapped = qwix.quantize_model(model, recorder)
+    inputs = example_inputs(num_mel_bins)
+    variables = jax.eval_shape(model.init, jax.random.key(0), *inputs)
+    jax.eval_shape(lambda v: wrapped.apply(v, *inputs), variables)
+    return tuple(recorder.seen[path] for path in sorted(recorder.seen))
+
+
+def qwix_rules(weights: Sequence[Intercepted], config: gq_jax.GQConfig) -> list[qwix.QtRule]:
+    """One weight-only QtRule per module holding intercepted weights that a rule of `config` matches.
+
+    Raises ValueError when the weights of one module take different rules (Qwix rules select
+    modules, not parameters) or a rule's bits are outside 2..8.
+    """
+    by_module: dict[str, dict[str, gq_jax.Rule | None]] = {}
+    for weight in weights:
+        by_module.setdefault(weight.module, {})[weight.path] = rule_for(weight.path, config)
+    rules = []
+    for module, chosen in by_module.items():
+        kinds = {(r.bits, r.granularity) if r else None for r in chosen.values()}
+        if len(kinds) > 1:
+            raise ValueError(f"Qwix QAT: the weights of module {module!r} take different quant.rules "
+                             f"{ {path: (r.pattern if r else None) for path, r in chosen.items()} }; "
+                             "Qwix quantizes a module's weights alike")
+        rule = next(iter(chosen.values()))
+        if rule is not None:
+            rules.append(qwix.QtRule(module_path=re.escape(module), weight_qtype=qtype(rule.bits),
+                                     disable_channelwise_axes=rule.granularity == "tensor"))
+    return rules
+
+
+def wrap(model: nn.Module, config: gq_jax.GQConfig, num_mel_bins: int) -> nn.Module:
+    """`model` wrapped by Qwix QAT: its `__call__` (the training loss) fake-quantizes the weights
+    `config`'s rules give bits to; parameters and their names are those of `model`."""
+    rules = qwix_rules(intercepted_weights(model, num_mel_bins), config)
+    return qwix.quantize_model(model, qwix.QtProvider(rules))
+
+
+def _trailing(scale: jax.Array) -> jax.Array:
+    """Qwix's keep-dims scale without its leading size-1 axes ([1, C] -> [C]; [1, 1] -> [])."""
+    shape = list(np.shape(scale))
+    while shape and shape[0] == 1:
+        shape.pop(0)
+    return jnp.reshape(scale, shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def harden_weight(w: jax.Array, bits: int, channel_axes: tuple[int, ...]) -> gq_jax.QuantizedArray:
+    """W as Qwix quantizes it: indices q + 2**(b-1), codebook the integers −2**(b-1)..2**(b-1) − 1,
+    Qwix's float32 scale; `gq_jax.dequantize` gives Qwix's Ŵ = q · s bit for bit."""
+    quantized = qwix.quantize(w, qtype(bits), channelwise_axes=channel_axes)
+    low = -(2 ** (bits - 1))
+    return gq_jax.QuantizedArray(
+        indices=(quantized.qvalue.astype(jnp.int32) - low).astype(jnp.uint8),
+        codebook=jnp.arange(low, -low, dtype=jnp.float32),
+        scale=_trailing(quantized.scale).astype(jnp.float32),
+        bits=bits,
+        shape=tuple(w.shape),
+        dtype=str(w.dtype),
+    )
+
+
+def harden(params: Any, weights: Sequence[Intercepted], config: gq_jax.GQConfig) -> Any:
+    """The shipped tree: intercepted weights with a rule as QuantizedArray (`harden_weight`), every
+    other leaf unchanged. Decoding the unwrapped model with `gq_jax.dequantize` of it equals the
+    wrapped model's forward."""
+    by_path = {weight.path: weight for weight in weights}
+
+    def visit(keys: Any, leaf: Any) -> Any:
+        path = path_to_str(keys)
+        weight = by_path.get(path)
+        rule = rule_for(path, config) if weight else None
+        if rule is None:
+            return leaf
+        if tuple(np.shape(leaf)) != weight.shape:
+            raise ValueError(f"Qwix QAT: {path} has shape {np.shape(leaf)} but Qwix multiplies it as "
+                             f"{weight.shape}; a reshaped weight is not supported")
+        return harden_weight(jnp.asarray(leaf), rule.bits,
+                             () if rule.granularity == "tensor" else weight.channel_axes)
+
+    return jax.tree_util.tree_map_with_path(visit, params)
+
+
+def quantizer(model: nn.Module, num_mel_bins: int) -> gq_jax.Quantizer:
+    """Qwix QAT as a `gq_jax.Quantizer`: no state, parameters passed through unchanged (the wrapped
+    model of `wrap` quantizes inside its forward), `harden` as above. A rule matching no parameter is
+    an error (GQConfig.strict), as for the other methods."""
+    weights = functools.cache(lambda: intercepted_weights(model, num_mel_bins))
+
+    def init(params: Any, config: gq_jax.GQConfig) -> gq_jax.QuantState:
+        check_no_unused_rules(params, config)
+        return baselines.no_state(params, config)
+
+    return gq_jax.Quantizer(init, baselines.float_params,
+                            lambda params, state, config: harden(params, weights(), config))
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Coverage and size of a hardened Qwix tree.
+
+    packed_bytes: quantized weights at their bits (ceil(N·b/8) bytes per leaf) plus their scales as
+      float32, every other leaf at its float32 size (no codebook: Qwix's levels are the integers).
+    average_bits: bits per quantized weight.
+    """
+
+    quantized_leaves: tuple[str, ...]
+    float_leaves: tuple[str, ...]
+    packed_bytes: int
+    quantized_weights: int
+    average_bits: float
+
+
+def report(hardened: Any) -> Report:
+    """Which leaves Qwix quantized and which stayed float, and the packed size (see `Report`)."""
+    leaves = list(leaves_with_paths(hardened, is_leaf=is_quantized))
+    sizes = gq_jax.size_report(hardened)
+    codebook_bytes = sum(FLOAT32_BYTES * int(np.size(leaf.codebook)) for _, leaf in leaves
+                         if is_quantized(leaf))
+    return Report(
+        quantized_leaves=tuple(path for path, leaf in leaves if is_quantized(leaf)),
+        float_leaves=tuple(path for path, leaf in leaves if not is_quantized(leaf)),
+        packed_bytes=sizes.total_bytes - codebook_bytes,
+        quantized_weights=sizes.quantized_weights,
+        average_bits=sizes.average_bits,
+    )
