@@ -186,6 +186,17 @@ def test_report_is_generated_from_the_files_and_marks_missing_runs(tiny_results)
     assert not (tiny_results / "results/recipe/wer_against_bits_conformer.png").exists()
 
 
+def test_comparison_with_qwix_names_the_weights_qwix_kept_float():
+    row = lambda wer, kept: {"eval": {"greedy": {"test": {"wer": wer}}}, "float_weights": kept}
+    results = {"rnnt_gq_8": row(0.30, []), "rnnt_qwix_8": row(0.25, ["joint/output/kernel"]),
+               "rnnt_gq_4": row(0.31, []), "rnnt_qwix_4": row(0.40, ["joint/output/kernel"])}
+    text = report.comparison("rnnt", "qwix", results)
+    assert "8 bits: GQ 30.00 % vs 25.00 % (+5.00 points, GQ not better, qwix kept joint/output/kernel float)" in text
+    assert "4 bits: GQ 31.00 % vs 40.00 % (-9.00 points, GQ better, qwix kept joint/output/kernel float)" in text
+    assert "kept" not in report.comparison("rnnt", "uniform_ste", {
+        "rnnt_gq_4": row(0.31, []), "rnnt_uniform_ste_4": row(0.35, [])})
+
+
 def test_report_of_an_empty_folder_measures_nothing(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "| rnnt_float | not yet measured |" in text and "yes" not in text.lower().split("### rnnt")[0]
