@@ -23,7 +23,7 @@ from training import pictures
 PAPER_SAVING = 0.3073  # the paper's size saving against the 8-bit model
 MATCH_RELATIVE = 0.02  # "matches float": WER within 2 % relative
 MISSING = "not yet measured"
-PLOTTED_METHODS = ("gq", "uniform_ste", "ptq_round", "ptq_kmeans")
+PLOTTED_METHODS = ("gq", "uniform_ste", "ptq_round", "ptq_kmeans", "qwix")
 
 
 def load_results(folder_of_scale: pathlib.Path) -> dict[str, dict[str, Any]]:
@@ -173,8 +173,17 @@ def setup_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     float_run = results.get(f"{model}_float")
     if float_run is None:
         return f"- {model}: float run {MISSING}."
+    words = float_run["eval"]["greedy"]["test"]["num_words"]
     return (f"- {model}: {float_run['float32_bytes'] // 4:,} parameters; float run {budget(float_run)}, best dev "
-            f"WER {_pct(float_run['best_dev_wer'])} % at step {float_run['best_dev_step']}.")
+            f"WER {_pct(float_run['best_dev_wer'])} % at step {float_run['best_dev_step']}. Test has {words:,} "
+            f"words: at the float WER the standard error is about {_pct(standard_error(test_wer(float_run), words))} "
+            "points (binomial approximation), so differences below twice that are noise.")
+
+
+def standard_error(wer: float, words: int) -> float:
+    """sqrt(p (1 - p) / N) at WER p (capped at 1) over N reference words: the binomial approximation."""
+    p = min(wer, 1.0)
+    return (p * (1 - p) / words) ** 0.5
 
 
 def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root: pathlib.Path) -> list[str]:

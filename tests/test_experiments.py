@@ -197,6 +197,11 @@ def test_comparison_with_qwix_names_the_weights_qwix_kept_float():
         "rnnt_gq_4": row(0.31, []), "rnnt_uniform_ste_4": row(0.35, [])})
 
 
+def test_standard_error_is_the_binomial_approximation():
+    assert report.standard_error(0.5, 2500) == pytest.approx(0.01)
+    assert report.standard_error(1.2, 100) == 0.0  # a WER above 100 % is capped
+
+
 def test_report_of_an_empty_folder_measures_nothing(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "| rnnt_float | not yet measured |" in text and "yes" not in text.lower().split("### rnnt")[0]
