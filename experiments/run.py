@@ -359,12 +359,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
+                            args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
+    except ValueError as e:
+        sys.exit(f"experiments.run: error: {e}")
+    options = option_argv(args, parser)
     failed = []
     for name in names:
         try:
-            settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
-                                args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
-            result = run_experiment(name, settings, [name, *option_argv(args, parser)])
+            result = run_experiment(name, settings, [name, *options])
         except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:
             if len(names) == 1:
                 sys.exit(f"experiments.run: error: {e}")
