@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.quant.rules = ((r".*kernel", 4, "channel"),)
     config.quant.mu = 8.0
     config.quant.mode = "ste"
+    config.quant.distance = "sq"  # sq | abs: d in a_k = softmax(-alpha d((v - c_k) / delta))
     config.quant.window = 4
     config.quant.init = "auto"
     config.quant.alpha = ml_collections.ConfigDict()

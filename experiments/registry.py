@@ -132,6 +132,7 @@ def _allocation_runs() -> list[Experiment]:
 ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "snap_every F": ("0", {"100": {"quant.snap_every": 100}, "1000": {"quant.snap_every": 1000}}),
     "mode": ("ste", {"soft": {"quant.mode": "soft"}}),
+    "distance": ("sq", {"abs": {"quant.distance": "abs"}}),
     "alpha schedule": ("exponential 5->500", {"linear 5->500": {"quant.alpha.schedule": "linear"}}),
     "centroids": ("learnable", {"frozen": {"quant.centroid_learning_rate": 0.0}}),
     "mu": ("8", {"0": {"quant.mu": 0.0}, "255": {"quant.mu": 255.0}}),

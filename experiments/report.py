@@ -140,7 +140,8 @@ def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> st
 
 
 def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Per ablated setting and bits: the spread of test WER over its values, or "not yet measured"."""
+    """Per ablated setting and bits: the spread of test WER over its values and whether it exceeds
+    twice the standard error at the default row's WER (a setting that matters), or "not yet measured"."""
     lines = []
     for setting, (default, others) in registry.ABLATIONS.items():
         parts = []
@@ -150,9 +151,12 @@ def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
                 parts.append(f"{bits} bits {MISSING}")
                 continue
             wers = {v: test_wer(results[n]) for v, n in zip((default, *others), names)}
-            best = min(wers, key=wers.get)
-            parts.append(f"{bits} bits: spread {100 * (max(wers.values()) - min(wers.values())):.2f} WER points, "
-                         f"best {best}")
+            best, spread = min(wers, key=wers.get), max(wers.values()) - min(wers.values())
+            words = results[names[0]]["eval"]["greedy"]["test"]["num_words"]
+            noise = 2 * standard_error(wers[default], words)
+            verdict = "matters" if spread > noise else "within noise"
+            parts.append(f"{bits} bits: spread {100 * spread:.2f} WER points ({verdict}: twice the standard error "
+                         f"is {100 * noise:.2f}), best {best}")
         lines.append(f"- {setting}: " + "; ".join(parts) + ".")
     return lines
 

@@ -46,3 +46,12 @@ def test_float_has_no_rules_and_the_rules_keep_their_order():
     rules = config_lib.gq_config(config.quant).rules
     assert [(r.pattern, r.bits) for r in rules] == [(p, b) for p, b, _ in config.quant.rules]
     assert rules[0].bits == 1
+
+
+def test_the_distance_reaches_the_quantizer_and_a_config_saved_without_it_gets_the_default():
+    config = importlib.import_module("configs.default").get_config()
+    config.quant.method = "gq"
+    config.quant.distance = "abs"
+    assert config_lib.gq_config(config.quant).distance == "abs"
+    del config.quant["distance"]  # a workdir's config.json from before the field existed
+    assert config_lib.gq_config(config.quant).distance == "sq"

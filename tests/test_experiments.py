@@ -197,6 +197,15 @@ def test_comparison_with_qwix_names_the_weights_qwix_kept_float():
         "rnnt_gq_4": row(0.31, []), "rnnt_uniform_ste_4": row(0.35, [])})
 
 
+def test_an_ablation_matters_only_when_its_spread_exceeds_twice_the_standard_error():
+    row = lambda wer: {"eval": {"greedy": {"test": {"wer": wer, "num_words": 2500}}}}
+    results = {registry.ablation_name("mode", value, bits): row(wer)  # twice the SE at 50 % is 2 points
+               for value, bits, wer in (("ste", 4, 0.50), ("soft", 4, 0.51), ("ste", 2, 0.50), ("soft", 2, 0.53))}
+    line = next(line for line in report.ablation_headline(results) if line.startswith("- mode:"))
+    assert "4 bits: spread 1.00 WER points (within noise: twice the standard error is 2.00), best ste" in line
+    assert "2 bits: spread 3.00 WER points (matters: twice the standard error is 2.00), best ste" in line
+
+
 def test_standard_error_is_the_binomial_approximation():
     assert report.standard_error(0.5, 2500) == pytest.approx(0.01)
     assert report.standard_error(1.2, 100) == 0.0  # a WER above 100 % is capped

@@ -111,13 +111,15 @@ def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
     """GQConfig from `config.quant` (rules given as (pattern, bits, granularity) tuples).
 
     A rule that matches no parameter is an error (`strict=True`), so a typo in a pattern fails
-    instead of silently quantizing nothing. "float" has no rules.
+    instead of silently quantizing nothing. "float" has no rules. A config saved before
+    `quant.distance` existed (an older workdir's config.json) gets the library's default distance.
     """
     rules = [] if quant.method == "float" else [
         gq_jax.Rule(pattern, bits=int(bits), granularity=granularity)
         for pattern, bits, granularity in quant.rules]
-    return gq_jax.GQConfig(rules=rules, mu=quant.mu, mode=quant.mode, window=quant.window,
-                           init=quant.init, strict=True)
+    return gq_jax.GQConfig(rules=rules, mu=quant.mu, mode=quant.mode,
+                           distance=quant.get("distance", gq_jax.GQConfig.distance),
+                           window=quant.window, init=quant.init, strict=True)
 
 
 def alpha_schedule(alpha: ml_collections.ConfigDict) -> Callable[[Any], Any]:
