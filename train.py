@@ -190,8 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         bar.set_postfix(loss=f"{loss_value:.3f}")
         if config.quant.snap_every and step % config.quant.snap_every == 0:
             host = state_lib.unreplicate(state)
-            _, snapped = hard_params(quantizer, host.params, host.quant, gq_config)
-            state = state_lib.replicate(host._replace(params=snapped))
+            _, hard = hard_params(quantizer, host.params, host.quant, gq_config)
+            state = state_lib.replicate(host._replace(params=gq_jax.snap_to(host.params, hard, gq_config)))
         log_now = step % config.log_every_steps == 0 or step == config.num_train_steps
         eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
         if is_chief and (log_now or eval_now):

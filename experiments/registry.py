@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -128,9 +128,16 @@ def _allocation_runs() -> list[Experiment]:
     return runs
 
 
-# {setting: (value of the main GQ row, {other value: overrides})}.
+def per_budget(divisor: int) -> Callable[[int], int]:
+    """An override value of 1/`divisor` of the fine-tune budget (`build_config` calls it with the steps)."""
+    return lambda steps: max(1, steps // divisor)
+
+
+# {setting: (value of the main GQ row, {other value: overrides})}. The quantization frequency is a
+# fraction of the budget: F = 100 and 1000 at the recipe scale's 4,000 steps, 7 and 75 at 300.
 ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
-    "snap_every F": ("0", {"100": {"quant.snap_every": 100}, "1000": {"quant.snap_every": 1000}}),
+    "snap_every F": ("0", {"budget/40": {"quant.snap_every": per_budget(40)},
+                           "budget/4": {"quant.snap_every": per_budget(4)}}),
     "mode": ("ste", {"soft": {"quant.mode": "soft"}}),
     "distance": ("sq", {"abs": {"quant.distance": "abs"}}),
     "alpha schedule": ("exponential 5->500", {"linear 5->500": {"quant.alpha.schedule": "linear"}}),
@@ -201,13 +208,15 @@ def build_config(experiment: Experiment, scale: Scale, runs_root: str, overrides
                  ) -> ml_collections.ConfigDict:
     """The scale's base config for the model, the fine-tune settings (a fine-tune), the experiment's
     overrides, then `overrides` (e.g. data.path, num_train_steps), with `quant.init_from` pointing at
-    the parent's workdir `runs_root/scale/parent`.
+    the parent's workdir `runs_root/scale/parent`. A callable override value (`per_budget`) is
+    called with the scale's fine-tune steps.
 
     Raises ValueError naming unknown fields (training.config.check_fields)."""
     config = importlib.import_module(scale.configs[experiment.model]).get_config()
-    tuning = finetune_overrides(scale.finetune_steps[experiment.model]) if experiment.kind == "finetune" else {}
+    steps = scale.finetune_steps[experiment.model]
+    tuning = finetune_overrides(steps) if experiment.kind == "finetune" else {}
     for dotted, value in {**tuning, **experiment.overrides, **dict(overrides)}.items():
-        set_field(config, dotted, value)
+        set_field(config, dotted, value(steps) if callable(value) else value)
     if experiment.kind == "finetune":
         config.quant.init_from = f"{runs_root}/{scale.name}/{experiment.parent}"
     config_lib.check_fields(config)

@@ -21,7 +21,7 @@ from gq_jax.companding import compress, expand
 from gq_jax.config import GQConfig, Rule, Summary, summary, unused_rules
 from gq_jax.methods import METHODS, Quantizer, get_method
 from gq_jax.packed import FORMAT_VERSION, load_packed, pack_bits, save_packed, unpack_bits
-from gq_jax.quantizer import QuantState, init, project_centroids, quantize_params, snap
+from gq_jax.quantizer import QuantState, init, project_centroids, quantize_params, snap, snap_to
 
 __all__ = [
     "FORMAT_VERSION",
@@ -48,6 +48,7 @@ __all__ = [
     "schedules",
     "size_report",
     "snap",
+    "snap_to",
     "summary",
     "unpack_bits",
     "unused_rules",

@@ -1,4 +1,4 @@
-"""GQ on parameter pytrees: `init`, `quantize_params`, `project_centroids`, `snap`.
+"""GQ on parameter pytrees: `init`, `quantize_params`, `project_centroids`, `snap` / `snap_to`.
 
 For a leaf W matched by a rule with b bits (K = 2**b centroids c, sorted, in [-1, 1]):
 
@@ -194,9 +194,27 @@ def quantize_params(
     )
 
 
+def snap_to(params: Any, hard_params: Any, config: GQConfig) -> Any:
+    """Latent weights := `hard_params` (any method's hard values, `params`' structure), except the
+    weights with |W| = s, which keep their latent value, so every scale s is unchanged.
+
+    Replacing those too would shrink s to max|Ŵ| = s · max_k |expand(c_k)| whenever the outermost
+    centroid lies inside ±1 (k-means init, or after training): every u = W / s would grow, weights
+    would move to other centroids and magnitudes would shrink at each snap. With the scales kept,
+    compress(Ŵ / s) = c_k, so the hard forward pass is the same before and after a snap.
+    """
+    hard_leaves = dict(leaves_with_paths(hard_params))
+
+    def keep_scale(path: str, w: jax.Array, rule: Rule) -> jax.Array:
+        sets_scale = jnp.abs(w.astype(jnp.float32)) == scale(w, rule.granularity)
+        return jnp.where(sets_scale, w, hard_leaves[path].astype(w.dtype))
+
+    return map_matched_leaves(keep_scale, params, config)
+
+
 def snap(params: Any, state: QuantState, config: GQConfig) -> Any:
-    """The quantization-frequency step: latent weights := their hard quantized values."""
-    return quantize_params(params, state, config, 1.0, hard=True)
+    """The quantization-frequency step of GQ: `snap_to` the hard quantized values."""
+    return snap_to(params, quantize_params(params, state, config, 1.0, hard=True), config)
 
 
 def project_centroids(state: QuantState) -> QuantState:

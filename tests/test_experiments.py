@@ -102,6 +102,14 @@ def test_the_default_ablation_value_is_the_main_gq_row_and_every_other_value_a_r
                 assert experiment.table == "ablation" and experiment.parent == "rnnt_float"
 
 
+def test_the_quantization_frequency_is_the_issues_100_and_1000_steps_at_the_recipe_budget():
+    snap_every = lambda name, scale: registry.build_config(
+        registry.get(name), registry.get_scale(scale), "runs").quant.snap_every
+    assert [snap_every(f"rnnt_abl_snap_every_{v}_2", "recipe") for v in ("budget_40", "budget_4")] == [100, 1000]
+    assert [snap_every(f"rnnt_abl_snap_every_{v}_2", "cpu") for v in ("budget_40", "budget_4")] == [7, 75]
+    assert snap_every("rnnt_gq_2", "cpu") == 0
+
+
 def test_all_weight_matrices_and_embeddings_are_quantized_and_nothing_else():
     config = registry.build_config(registry.get("rnnt_gq_4"), registry.SCALES["recipe"], "runs/results")
     model = config_lib.model_from_config(config.model, 30)

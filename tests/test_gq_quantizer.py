@@ -240,19 +240,37 @@ def test_mu_law_round_trip(mu):
     np.testing.assert_allclose(float(slope_at_zero), expected, rtol=1e-5)
 
 
-def test_snap_sets_latent_weights_to_their_hard_values():
+def test_snap_sets_latent_weights_to_their_hard_values_except_each_scales_max_weight():
     params = _params()
     config = gq_jax.GQConfig([gq_jax.Rule(".*kernel", 3)], mode="soft")
     state = gq_jax.init(params, config)
     snapped = gq_jax.snap(params, state, config)
     hard = gq_jax.quantize_params(params, state, config, 1.0, hard=True)
     soft = gq_jax.quantize_params(params, state, config, 1.0)
-    k = ("encoder", "lstm_0", "kernel")
-    get = lambda t: np.asarray(t[k[0]][k[1]][k[2]])
-    np.testing.assert_array_equal(get(snapped), get(hard))
+    get = lambda t: np.asarray(t["encoder"]["lstm_0"]["kernel"])
+    sets_scale = np.abs(get(params)) == np.abs(get(params)).max()
+    assert sets_scale.sum() == 1
+    np.testing.assert_array_equal(get(snapped)[~sets_scale], get(hard)[~sets_scale])
+    np.testing.assert_array_equal(get(snapped)[sets_scale], get(params)[sets_scale])
     assert not np.array_equal(get(soft), get(hard))
-    # Snapping is idempotent: hard values are fixed points.
-    np.testing.assert_array_equal(get(gq_jax.snap(snapped, state, config)), get(snapped))
+    np.testing.assert_array_equal(snapped["encoder"]["bias"], params["encoder"]["bias"])
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_a_snap_leaves_the_hard_forward_unchanged_and_a_second_snap_changes_nothing(bits, granularity):
+    """k-means centroids stay inside ±1, where snapping the scale-setting weights too would shrink
+    every scale and move weights to other centroids."""
+    params = _params()
+    config = gq_jax.GQConfig([gq_jax.Rule(".*(kernel|embedding)", bits, granularity)], init="kmeans")
+    state = gq_jax.init(params, config)
+    assert max(float(jnp.max(jnp.abs(c))) for c in state.centroids.values()) < 1.0
+    hard = lambda tree: gq_jax.quantize_params(tree, state, config, 1.0, hard=True)
+    snapped = gq_jax.snap(params, state, config)
+    for before, after in zip(jax.tree.leaves(hard(params)), jax.tree.leaves(hard(snapped))):
+        np.testing.assert_allclose(np.asarray(after, np.float32), np.asarray(before, np.float32), rtol=1e-5)
+    for once, twice in zip(jax.tree.leaves(snapped), jax.tree.leaves(gq_jax.snap(snapped, state, config))):
+        np.testing.assert_allclose(np.asarray(twice, np.float32), np.asarray(once, np.float32), rtol=1e-5)
 
 
 def test_project_centroids_sorts_and_clips():
