@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import json
 import pathlib
 import shlex
@@ -96,8 +97,10 @@ def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml
     return registry.build_config(experiment, registry.get_scale(settings.scale), settings.runs_root, overrides)
 
 
+@functools.cache
 def git_state() -> dict[str, Any]:
-    """{"git_commit", "git_dirty"} of the repository (None when git is unavailable)."""
+    """{"git_commit", "git_dirty"} of the repository when this process first asks, at the start of its
+    first run: the code it runs, even if HEAD moves while it trains (None when git is unavailable)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
@@ -227,6 +230,7 @@ def plot_training_curves(records: list[dict[str, Any]], path: pathlib.Path, titl
 def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Trains (resuming), scores and publishes experiment `name`; returns its metrics.json content."""
     experiment, scale = registry.get(name), registry.get_scale(settings.scale)
+    provenance = git_state()
     config = experiment_config(experiment, settings)
     workdir = pathlib.Path(settings.runs_root) / scale.name / name
     out = pathlib.Path(settings.results_root) / scale.name / name
@@ -279,7 +283,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         "float_weights": [] if experiment.method == "float" else float_weights(hardened),
         "saving_vs_8bit": 1.0 - report.total_bytes / reference, "greedy_rtf": rtf, **timing,
         "eval_settings": eval_settings, "settings": {k: v for k, v in dataclasses.asdict(settings).items()},
-        **git_state(),
+        **provenance,
     }
     publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
     return result
