@@ -132,19 +132,19 @@ class _Hypothesis(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _frame_log_probs(model: Transducer, variables, enc_frame: jax.Array, pred_proj: jax.Array):
-    """enc_frame `[J]`, pred_proj `[N, J]` -> log-probabilities `[N, V]`."""
-    logits = model.apply(variables, enc_frame[None], pred_proj, method=model.joint_logits)
-    return jax.nn.log_softmax(logits, axis=-1)
+def _joint_log_probs(model: Transducer, variables, enc_rows: jax.Array, pred_rows: jax.Array):
+    """enc_rows `[N, J]`, pred_rows `[N, J]` (row n pairs a frame with a hypothesis) -> `[N, V]`."""
+    return jax.nn.log_softmax(model.apply(variables, enc_rows, pred_rows, method=model.joint_logits), axis=-1)
 
 
-def _padded(rows: list, width: int) -> np.ndarray:
-    """Stack `rows` and repeat the last one up to `width` rows (one compiled shape per width)."""
+def _padded(rows: list) -> np.ndarray:
+    """Stack `rows` and repeat the last one up to the next power of two (few compiled shapes)."""
+    width = 1 << (len(rows) - 1).bit_length()
     return np.stack(rows + [rows[-1]] * (width - len(rows)))
 
 
-def _stack_states(states: list[PredictorState], width: int) -> PredictorState:
-    return jax.tree_util.tree_map(lambda *leaves: _padded(list(leaves), width), *states)
+def _stack_states(states: list[PredictorState]) -> PredictorState:
+    return jax.tree_util.tree_map(lambda *leaves: _padded(list(leaves)), *states)
 
 
 def _add_merged(pool: dict[tuple[int, ...], _Hypothesis], sequence: tuple[int, ...],
@@ -156,56 +156,89 @@ def _add_merged(pool: dict[tuple[int, ...], _Hypothesis], sequence: tuple[int, .
     pool[sequence] = hypothesis
 
 
-def _beam_search_one(model: Transducer, variables, enc_proj: np.ndarray, beam_width: int,
-                     max_symbols_per_frame: int) -> list[int]:
-    """Modified beam search over one utterance's encoder frames `[T, J]`."""
+# An extension chosen in a round: (sequence, log_prob, emitting hypothesis it extends, token).
+_Extension = tuple[tuple[int, ...], float, _Hypothesis, int]
+
+
+def _select(done: dict[tuple[int, ...], _Hypothesis], emitting: dict[tuple[int, ...], _Hypothesis],
+            log_probs: np.ndarray, beam_width: int, blank: int
+            ) -> tuple[dict[tuple[int, ...], _Hypothesis], list[_Extension]]:
+    """One round of one utterance: the `beam_width` best of the done hypotheses and the blank and
+    top non-blank extensions of the `emitting` ones (`log_probs[i]`: `[V]` of the i-th), merged by
+    (sequence, emitted). Returns the next done pool and the chosen non-blank extensions."""
+    hyps = list(emitting.values())
+    # Candidates: (log_prob, sequence, parent index or -1 for "done", token or None).
+    candidates = [(h.log_prob, s, -1, None) for s, h in done.items()]
+    for i, (sequence, hyp) in enumerate(emitting.items()):
+        candidates.append((hyp.log_prob + float(log_probs[i, blank]), sequence, i, None))
+        tokens = np.argsort(-log_probs[i])[:beam_width + 1]
+        candidates += [(hyp.log_prob + float(log_probs[i, k]), sequence + (int(k),), i, int(k))
+                       for k in tokens if k != blank]
+    merged: dict[tuple[tuple[int, ...], bool], tuple[float, int, int | None]] = {}
+    for log_prob, sequence, parent, token in candidates:
+        key = (sequence, token is not None)  # equal keys have equal predictor states
+        if key in merged:
+            merged[key] = (float(np.logaddexp(merged[key][0], log_prob)),) + merged[key][1:]
+        else:
+            merged[key] = (log_prob, parent, token)
+    best = sorted(merged.items(), key=lambda item: -item[1][0])[:beam_width]
+    next_done: dict[tuple[int, ...], _Hypothesis] = {}
+    extend = []
+    for (sequence, emitted), (log_prob, parent, token) in best:
+        if emitted:
+            extend.append((sequence, log_prob, hyps[parent], token))
+        else:
+            source = done[sequence] if parent < 0 else hyps[parent]
+            next_done[sequence] = source._replace(log_prob=log_prob)
+    return next_done, extend
+
+
+def _beam_search_batch(model: Transducer, variables, enc_proj: np.ndarray, enc_lengths: np.ndarray,
+                       beam_width: int, max_symbols_per_frame: int) -> list[list[int]]:
+    """Modified beam search of every utterance of a batch (`enc_proj [B, T, J]`, `enc_lengths [B]`).
+
+    The utterances advance in lockstep, frame by frame and round by round, so each round is one
+    joint call and one prediction call (rows padded to a power of two) for the whole batch; the
+    choice of hypotheses (`_select`) stays per utterance, so each result is that utterance's search.
+    """
     blank = model.blank_id
     start_pred, start_state = jax.device_get(
         _predict(model, variables, jnp.full((1,), blank, jnp.int32), None))
-    done: dict[tuple[int, ...], _Hypothesis] = {
-        (): _Hypothesis(0.0, start_pred[0], jax.tree_util.tree_map(lambda x: x[0], start_state))}
-    for enc_frame in enc_proj:
-        emitting, done = done, {}
+    start = _Hypothesis(0.0, start_pred[0], jax.tree_util.tree_map(lambda x: x[0], start_state))
+    done: list[dict[tuple[int, ...], _Hypothesis]] = [{(): start} for _ in enc_lengths]
+    for t in range(int(max(enc_lengths, default=0))):
+        active = [b for b, n in enumerate(enc_lengths) if t < n]
+        emitting = {b: done[b] for b in active}
+        for b in active:
+            done[b] = {}
         for _ in range(max_symbols_per_frame):
-            sequences = list(emitting)
-            hyps = [emitting[s] for s in sequences]
-            log_probs = np.asarray(_frame_log_probs(
-                model, variables, enc_frame, _padded([h.pred_proj for h in hyps], beam_width)))
-            # Candidates: (log_prob, sequence, parent index or -1 for "done", token or None).
-            candidates = [(h.log_prob, s, -1, None) for s, h in done.items()]
-            for i, (sequence, hyp) in enumerate(zip(sequences, hyps)):
-                candidates.append((hyp.log_prob + float(log_probs[i, blank]), sequence, i, None))
-                tokens = np.argsort(-log_probs[i])[:beam_width + 1]
-                candidates += [(hyp.log_prob + float(log_probs[i, k]), sequence + (int(k),), i, int(k))
-                               for k in tokens if k != blank]
-            merged: dict[tuple[tuple[int, ...], bool], tuple[float, int, int | None]] = {}
-            for log_prob, sequence, parent, token in candidates:
-                key = (sequence, token is not None)  # equal keys have equal predictor states
-                if key in merged:
-                    merged[key] = (float(np.logaddexp(merged[key][0], log_prob)),) + merged[key][1:]
-                else:
-                    merged[key] = (log_prob, parent, token)
-            best = sorted(merged.items(), key=lambda item: -item[1][0])[:beam_width]
-            next_done: dict[tuple[int, ...], _Hypothesis] = {}
-            extend = []
-            for (sequence, emitted), (log_prob, parent, token) in best:
-                if emitted:
-                    extend.append((sequence, log_prob, parent, token))
-                else:
-                    source = done[sequence] if parent < 0 else hyps[parent]
-                    next_done[sequence] = source._replace(log_prob=log_prob)
-            done, emitting = next_done, {}
-            if not extend:
+            rows = [(b, h) for b in active for h in emitting[b].values()]
+            if not rows:
+                break
+            log_probs = np.asarray(_joint_log_probs(
+                model, variables, _padded([enc_proj[b, t] for b, _ in rows]),
+                _padded([h.pred_proj for _, h in rows])))
+            extensions, offset = [], 0
+            for b in active:
+                count = len(emitting[b])
+                if count:
+                    done[b], extend = _select(done[b], emitting[b], log_probs[offset:offset + count],
+                                              beam_width, blank)
+                    extensions += [(b, *e) for e in extend]
+                    offset += count
+            emitting = {b: {} for b in active}
+            if not extensions:
                 break
             pred_proj, state = jax.device_get(_predict(
-                model, variables, jnp.asarray(_padded([e[3] for e in extend], beam_width)),
-                _stack_states([hyps[e[2]].state for e in extend], beam_width)))
-            for j, (sequence, log_prob, _, _) in enumerate(extend):
-                emitting[sequence] = _Hypothesis(
+                model, variables, jnp.asarray(_padded([e[4] for e in extensions])),
+                _stack_states([e[3].state for e in extensions])))
+            for j, (b, sequence, log_prob, _, _) in enumerate(extensions):
+                emitting[b][sequence] = _Hypothesis(
                     log_prob, pred_proj[j], jax.tree_util.tree_map(lambda x: x[j], state))
-        for sequence, hyp in emitting.items():  # symbol cap reached: move on without a blank
-            _add_merged(done, sequence, hyp)
-    return list(max(done.items(), key=lambda item: item[1].log_prob)[0])
+        for b in active:  # symbol cap reached: move on without a blank
+            for sequence, hyp in emitting[b].items():
+                _add_merged(done[b], sequence, hyp)
+    return [list(max(pool.items(), key=lambda item: item[1].log_prob)[0]) for pool in done]
 
 
 def beam_search(
@@ -218,11 +251,11 @@ def beam_search(
     max_symbols_per_frame: int = 3,
     tokenizer: Tokenizer | None = None,
 ) -> DecodeResult:
-    """Modified beam search (see the module docstring); the encoder runs batched, the search per
-    utterance on the host with jit-compiled joint and prediction steps of `beam_width` rows."""
+    """Modified beam search (see the module docstring): the encoder runs batched, the search on the
+    host with jit-compiled joint and prediction steps shared by all utterances (`_beam_search_batch`)."""
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     _check_max_symbols(max_symbols_per_frame)
     enc_proj, enc_lengths = jax.device_get(_encode(model, variables, features, feature_lengths))
-    return _result([_beam_search_one(model, variables, enc[:n], beam_width, max_symbols_per_frame)
-                    for enc, n in zip(enc_proj, enc_lengths)], tokenizer)
+    return _result(_beam_search_batch(model, variables, enc_proj, enc_lengths, beam_width,
+                                      max_symbols_per_frame), tokenizer)

@@ -55,6 +55,19 @@ def test_beam_search_of_width_one_equals_greedy_search(random_rnnt, max_symbols_
     assert len(set(map(tuple, greedy.token_ids))) == 3 and all(greedy.token_ids)  # non-trivial
 
 
+@pytest.mark.parametrize("beam_width", [2, 4])
+def test_beam_search_of_a_batch_equals_the_search_of_each_utterance_alone(random_rnnt, beam_width):
+    """The batch advances in lockstep (shared joint and prediction calls): the bookkeeping must keep
+    every utterance's hypotheses apart, including one that ends early and one with no frames."""
+    model, variables, features, lengths = random_rnnt
+    lengths = lengths.at[2].set(0)
+    batch = beam_search(model, variables, features, lengths, beam_width=beam_width, max_symbols_per_frame=2)
+    alone = [beam_search(model, variables, features[b:b + 1], lengths[b:b + 1], beam_width=beam_width,
+                         max_symbols_per_frame=2).token_ids[0] for b in range(3)]
+    assert batch.token_ids == alone
+    assert alone[2] == [] and alone[0] != alone[1] and all(alone[:2])
+
+
 @pytest.mark.parametrize("max_symbols_per_frame", [1, 3])
 def test_without_blank_both_decoders_emit_exactly_the_cap_on_every_valid_frame(
         random_rnnt, max_symbols_per_frame):
