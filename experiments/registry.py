@@ -29,6 +29,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Mapping
 
+import gq_jax
 import ml_collections
 
 from training import config as config_lib
@@ -149,9 +150,10 @@ ABLATIONS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
 
 
 def ablation_name(setting: str, value: str, bits: int) -> str:
-    """The run holding `setting` = `value` at `bits` (the main GQ row for the default value)."""
+    """The run holding `setting` = `value` at `bits`: the main GQ row for the default value and for
+    the init that the default "auto" picks at `bits` (k-means at 2 bits, uniform at 4)."""
     default, others = ABLATIONS[setting]
-    if value == default:
+    if value == default or (setting == "init" and value == gq_jax.GQConfig(()).init_for(bits)):
         return f"rnnt_gq_{bits}"
     if value not in others:
         raise ValueError(f"ablation {setting!r} has no value {value!r}; expected {default!r} or {sorted(others)}")
@@ -165,6 +167,8 @@ def _ablation_runs() -> list[Experiment]:
         base = next(e for e in _main_runs("rnnt") if e.name == f"rnnt_gq_{bits}")
         for setting, (_, others) in ABLATIONS.items():
             for value, overrides in others.items():
+                if ablation_name(setting, value, bits) == base.name:
+                    continue
                 extra = {"quant.rules": rules(bits, "tensor")} if setting == "granularity" else overrides
                 runs.append(dataclasses.replace(
                     base, name=ablation_name(setting, value, bits), overrides={**base.overrides, **extra},

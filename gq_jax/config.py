@@ -93,6 +93,12 @@ class GQConfig:
     kmeans_iters: int = 20
     strict: bool = False
 
+    def init_for(self, bits: int) -> str:
+        """The centroid initialisation used at `bits`: `init`, with "auto" resolved."""
+        if self.init != "auto":
+            return self.init
+        return "kmeans" if bits <= 2 else "uniform"
+
     def __post_init__(self) -> None:
         rules = tuple(self.rules) if not isinstance(self.rules, Rule) else (self.rules,)
         for position, rule in enumerate(rules):

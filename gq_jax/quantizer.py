@@ -102,7 +102,7 @@ def map_matched_leaves(fn: Callable[[str, Any, Rule], Any], params: Any, config:
 
 
 def _initial_centroids(w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
-    if config.init == "uniform" or (config.init == "auto" and rule.bits > 2):
+    if config.init_for(rule.bits) == "uniform":
         return jnp.linspace(-1.0, 1.0, rule.num_centroids, dtype=jnp.float32)
     v, _ = companded(jnp.asarray(w), rule.granularity, config.mu)
     return jnp.asarray(kmeans_1d(np.asarray(v), rule.num_centroids, config.kmeans_iters))
