@@ -87,6 +87,15 @@ def ablation_table(results: dict[str, dict[str, Any]], scale: str) -> list[str]:
     return lines
 
 
+def snap_steps_note(scale: registry.Scale) -> str:
+    """The quantization frequencies of the F ablation in steps at `scale` (they are budget fractions)."""
+    _, others = registry.ABLATIONS["snap_every F"]
+    steps = [registry.build_config(registry.get(registry.ablation_name("snap_every F", value, 2)), scale, "runs")
+             .quant.snap_every for value in others]
+    return (f"The quantization frequency F = {' and '.join(others)} is every {' and '.join(map(str, steps))} "
+            f"steps of the {scale.finetune_steps['rnnt']}-step fine-tune at this scale.")
+
+
 def plot_points(model: str, results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
     """{method: [(bits, test WER), ...]} of the measured main uniform-bit rows of `model`."""
     points: dict[str, list[tuple[float, float]]] = {}
@@ -213,7 +222,8 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
         else:
             out += [f"WER against bits: {MISSING}.", ""]
     out += ["### RNN-T ablations", "", "Each row changes one setting of the default GQ fine-tune "
-            "(the default value is the main `rnnt_gq_<bits>` run).", "", *ablation_table(results, scale.name), ""]
+            "(the default value is the main `rnnt_gq_<bits>` run, and so is the init that \"auto\" picks at "
+            f"those bits). {snap_steps_note(scale)}", "", *ablation_table(results, scale.name), ""]
     return out
 
 

@@ -112,6 +112,7 @@ def test_the_quantization_frequency_is_the_issues_100_and_1000_steps_at_the_reci
     assert [snap_every(f"rnnt_abl_snap_every_{v}_2", "recipe") for v in ("budget_40", "budget_4")] == [100, 1000]
     assert [snap_every(f"rnnt_abl_snap_every_{v}_2", "cpu") for v in ("budget_40", "budget_4")] == [7, 75]
     assert snap_every("rnnt_gq_2", "cpu") == 0
+    assert "every 7 and 75 steps of the 300-step fine-tune" in report.snap_steps_note(registry.get_scale("cpu"))
 
 
 def test_all_weight_matrices_and_embeddings_are_quantized_and_nothing_else():
