@@ -108,7 +108,9 @@ def rules(bits: int, granularity: str = "channel") -> tuple[tuple[str, int, str]
 
 def _main_runs(model: str) -> list[Experiment]:
     float_name = f"{model}_float"
-    runs = [Experiment(float_name, model, {}, description="float baseline")]
+    runs = [Experiment(float_name, model, {}, description="float baseline"),
+            Experiment(f"{model}_float_finetune", model, {"quant.method": "float"}, parent=float_name,
+                       description="control: the float model fine-tuned with the same budget, unquantized")]
     for method, bit_list in MAIN_BITS.items():
         for bits in bit_list:
             overrides = {"quant.method": method, "quant.rules": rules(bits)}

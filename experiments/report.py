@@ -109,6 +109,19 @@ def _relative(wer: float, reference: float) -> float | None:
     return None if reference == 0 else (wer - reference) / reference
 
 
+def control_line(model: str, results: dict[str, dict[str, Any]]) -> str:
+    """How much of a fine-tune's change is the extra training alone: the float model fine-tuned with
+    the same budget, unquantized, against the float run."""
+    control, float_run = results.get(f"{model}_float_finetune"), results[f"{model}_float"]
+    if control is None:
+        return f"- Control (float fine-tuned with the same budget, {model}_float_finetune): {MISSING}."
+    rel = _relative(test_wer(control), test_wer(float_run))
+    change = "" if rel is None else f" ({100 * rel:+.1f} % relative)"
+    return (f"- Control: the float model fine-tuned with the same budget, unquantized, has WER "
+            f"{_pct(test_wer(control))} % against {_pct(test_wer(float_run))} %{change}: that much of every "
+            "fine-tune's change is the extra training.")
+
+
 def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
     """The paper's claims for `model`, answered from the measured rows only."""
     lines = [f"**{model}**"]
@@ -120,6 +133,7 @@ def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
                      f"(needs {model}_float and a GQ run at <= 5 bits).")
     else:
         reference = test_wer(float_run)
+        lines.append(control_line(model, results))
         for r in sorted(low_bit, key=lambda r: -r["average_bits"]):
             rel = _relative(test_wer(r), reference)
             verdict = ("float WER is 0: relative difference undefined" if rel is None else

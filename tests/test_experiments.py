@@ -219,6 +219,13 @@ def test_an_ablation_matters_only_when_its_spread_exceeds_twice_the_standard_err
     assert "2 bits: spread 3.00 WER points (matters: twice the standard error is 2.00), best ste" in line
 
 
+def test_the_headline_states_how_much_the_same_budget_of_float_training_changes_wer():
+    row = lambda wer: {"eval": {"greedy": {"test": {"wer": wer}}}}
+    assert "not yet measured" in report.control_line("rnnt", {"rnnt_float": row(0.5)})
+    line = report.control_line("rnnt", {"rnnt_float": row(0.5), "rnnt_float_finetune": row(0.45)})
+    assert "has WER 45.00 % against 50.00 % (-10.0 % relative)" in line
+
+
 def test_standard_error_is_the_binomial_approximation():
     assert report.standard_error(0.5, 2500) == pytest.approx(0.01)
     assert report.standard_error(1.2, 100) == 0.0  # a WER above 100 % is capped
