@@ -65,6 +65,11 @@ class Rule:
 class GQConfig:
     """How GQ quantizes the leaves selected by `rules` (see GQ_METHOD.md for the maths).
 
+    The defaults were put against their alternatives in RNN-T ablations at 2 and 4 bits (README,
+    "Defaults, and the ablations behind them"): none of mu, distance, mode or init was beaten by
+    more than the test set's noise; snapping the latent weights often (every 7 of 300 steps) was
+    clearly worse.
+
     Attributes:
       rules: ordered rules; the first rule whose pattern matches a leaf's path decides its bits.
       mu: µ of the µ-law compander v = sign(u) ln(1 + µ|u|) / ln(1 + µ); 0 means no companding
