@@ -169,11 +169,12 @@ def _ablation_runs() -> list[Experiment]:
         base = next(e for e in _main_runs("rnnt") if e.name == f"rnnt_gq_{bits}")
         for setting, (_, others) in ABLATIONS.items():
             for value, overrides in others.items():
-                if ablation_name(setting, value, bits) == base.name:
+                name = ablation_name(setting, value, bits)
+                if name == base.name:
                     continue
                 extra = {"quant.rules": rules(bits, "tensor")} if setting == "granularity" else overrides
                 runs.append(dataclasses.replace(
-                    base, name=ablation_name(setting, value, bits), overrides={**base.overrides, **extra},
+                    base, name=name, overrides={**base.overrides, **extra},
                     table="ablation", beam=False, description=f"{setting} = {value}"))
     return runs
 

@@ -156,8 +156,13 @@ def _add_merged(pool: dict[tuple[int, ...], _Hypothesis], sequence: tuple[int, .
     pool[sequence] = hypothesis
 
 
-# An extension chosen in a round: (sequence, log_prob, emitting hypothesis it extends, token).
-_Extension = tuple[tuple[int, ...], float, _Hypothesis, int]
+class _Extension(NamedTuple):
+    """A non-blank extension chosen in a round: `parent` emits `token`, giving `sequence`."""
+
+    sequence: tuple[int, ...]
+    log_prob: float
+    parent: _Hypothesis
+    token: int
 
 
 def _select(done: dict[tuple[int, ...], _Hypothesis], emitting: dict[tuple[int, ...], _Hypothesis],
@@ -186,7 +191,7 @@ def _select(done: dict[tuple[int, ...], _Hypothesis], emitting: dict[tuple[int, 
     extend = []
     for (sequence, emitted), (log_prob, parent, token) in best:
         if emitted:
-            extend.append((sequence, log_prob, hyps[parent], token))
+            extend.append(_Extension(sequence, log_prob, hyps[parent], token))
         else:
             source = done[sequence] if parent < 0 else hyps[parent]
             next_done[sequence] = source._replace(log_prob=log_prob)
@@ -224,17 +229,17 @@ def _beam_search_batch(model: Transducer, variables, enc_proj: np.ndarray, enc_l
                 if count:
                     done[b], extend = _select(done[b], emitting[b], log_probs[offset:offset + count],
                                               beam_width, blank)
-                    extensions += [(b, *e) for e in extend]
+                    extensions += [(b, e) for e in extend]
                     offset += count
             emitting = {b: {} for b in active}
             if not extensions:
                 break
             pred_proj, state = jax.device_get(_predict(
-                model, variables, jnp.asarray(_padded([e[4] for e in extensions])),
-                _stack_states([e[3].state for e in extensions])))
-            for j, (b, sequence, log_prob, _, _) in enumerate(extensions):
-                emitting[b][sequence] = _Hypothesis(
-                    log_prob, pred_proj[j], jax.tree_util.tree_map(lambda x: x[j], state))
+                model, variables, jnp.asarray(_padded([e.token for _, e in extensions])),
+                _stack_states([e.parent.state for _, e in extensions])))
+            for j, (b, e) in enumerate(extensions):
+                emitting[b][e.sequence] = _Hypothesis(
+                    e.log_prob, pred_proj[j], jax.tree_util.tree_map(lambda x: x[j], state))
         for b in active:  # symbol cap reached: move on without a blank
             for sequence, hyp in emitting[b].items():
                 _add_merged(done[b], sequence, hyp)
