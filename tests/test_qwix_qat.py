@@ -94,14 +94,25 @@ def test_coverage_lstm_and_projection_kernels_quantized_joint_output_and_embeddi
     assert report.float_leaves == RNNT_FLOAT
 
 
-def test_conformer_coverage_every_kernel_but_the_joint_output():
+def test_conformer_coverage_every_kernel_but_the_joint_output_and_the_depthwise_conv():
     config = small_config("conformer")
     model = config_lib.model_from_config(config.model, VOCAB)
     params = jax.eval_shape(lambda: state_lib.random_params(model, config))
     kernels = {path for path, _ in gq_jax.config.leaves_with_paths(params) if path.endswith("kernel")}
     intercepted = {w.path for w in qwix_qat.intercepted_weights(model, NUM_MEL_BINS)}
-    assert intercepted == kernels - {"joint/output/kernel"}
-    assert "encoder/block_0/convolution/depthwise/kernel" in intercepted
+    assert intercepted == kernels - {"joint/output/kernel", "encoder/block_0/convolution/depthwise/kernel"}
+    assert "encoder/subsampling/conv_0/kernel" in intercepted
+
+
+def test_conformer_gradient_reaches_every_quantized_kernel():
+    """Qwix's conv backward fails on grouped convs (the depthwise kernel), so they must stay float."""
+    config = small_config("conformer")
+    model, params, hardened = shipped(config)
+    wrapped = config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+    grads = jax.jit(jax.grad(lambda p: wrapped.apply({"params": p}, *example_batch()).sum()))(params)
+    by_path = dict(gq_jax.config.leaves_with_paths(grads))
+    for path in qwix_qat.report(hardened).quantized_leaves:
+        assert np.all(np.isfinite(by_path[path])) and np.any(by_path[path] != 0), path
 
 
 def test_training_a_few_steps_from_a_float_run_changes_the_parameters(tiny_corpus, float_run, tmp_path):

@@ -28,6 +28,11 @@ What Qwix cannot see stays float whatever the rules say (see `report`):
     so the chunked loss can call it inside `jax.checkpoint`/`lax.map`); at that matmul the current
     module is the `Transducer` (or `joint`), whose own parameters do not include it, so Qwix takes
     the kernel for an activation.
+  - grouped convolutions (the Conformer's `convolution/depthwise/kernel`, feature_group_count = D):
+    Qwix 0.1.8's conv backward (`conv_general_qt_bwd`) computes the input gradient with the kernel's
+    in/out feature axes swapped but not regrouped, which XLA rejects for any grouped conv ("lhs
+    feature dimension size divided by feature_group_count must equal the rhs input feature
+    dimension size"), so a rule for them could not train; no rule is given to their modules.
 (The LSTM kernels are visible because `LSTMLayer` calls `lax.dot_general` on them; with `@` they
 went through the jitted `jnp.matmul`, whose cached trace hides the call from Qwix, and coverage
 depended on what had been traced before.)
@@ -95,7 +100,8 @@ class Intercepted:
 
 
 class _Recorder(qwix.QtProvider):
-    """A catch-all QtProvider that records every parameter operand Qwix would quantize."""
+    """A catch-all QtProvider that records every parameter operand Qwix can quantize and train
+    (grouped convolutions excepted: see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__([qwix.QtRule(module_path=".*", weight_qtype=qtype(MAX_BITS))])
@@ -118,11 +124,14 @@ class _Recorder(qwix.QtProvider):
         return super().dot_general(lhs, rhs, dimension_numbers, *args, **kwargs)
 
     def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation=None,
-                             rhs_dilation=None, dimension_numbers=None, *args, **kwargs):
-        numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-        self._record(rhs, [numbers.rhs_spec[0]])  # Qwix: one scale per output feature
+                             rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                             batch_group_count=1, *args, **kwargs):
+        if feature_group_count == 1 and batch_group_count == 1:  # grouped convs stay float: see above
+            numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            self._record(rhs, [numbers.rhs_spec[0]])  # Qwix: one scale per output feature
         return super().conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                            rhs_dilation, dimension_numbers, *args, **kwargs)
+                                            rhs_dilation, dimension_numbers, feature_group_count,
+                                            batch_group_count, *args, **kwargs)
 
     def einsum(self, einsum_str, *operands, **kwargs):
         for operand in operands:
