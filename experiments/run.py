@@ -158,7 +158,7 @@ def reference_8bit_bytes(params: Any) -> int:
 
 def float_weights(hardened: Any) -> list[str]:
     """Paths of the weight matrices and embeddings (`registry.WEIGHTS`) the shipped tree keeps float:
-    none for the parameter-tree methods, the layers Qwix cannot intercept for "qwix"."""
+    none for the parameter-tree methods, the layers Qwix cannot intercept or train for "qwix"."""
     weights = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8)])
     return [path for path, leaf in leaves_with_paths(hardened, is_leaf=is_quantized)
             if not is_quantized(leaf) and gq_jax.config.rule_for(path, weights) is not None]
