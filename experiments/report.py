@@ -109,6 +109,14 @@ def _relative(wer: float, reference: float) -> float | None:
     return None if reference == 0 else (wer - reference) / reference
 
 
+def match_verdict(wer: float, reference: float) -> str:
+    """The relative change of `wer` against `reference` and whether it matches: at most MATCH_RELATIVE worse."""
+    rel = _relative(wer, reference)
+    if rel is None:
+        return "reference WER is 0: relative difference undefined"
+    return f"{100 * rel:+.1f} % relative: {'yes' if rel <= MATCH_RELATIVE else 'no'}"
+
+
 def control_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     """How much of a fine-tune's change is the extra training alone: the float model fine-tuned with
     the same budget, unquantized, against the float run."""
@@ -133,13 +141,14 @@ def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
                      f"(needs {model}_float and a GQ run at <= 5 bits).")
     else:
         reference = test_wer(float_run)
+        control = results.get(f"{model}_float_finetune")
         lines.append(control_line(model, results))
         for r in sorted(low_bit, key=lambda r: -r["average_bits"]):
-            rel = _relative(test_wer(r), reference)
-            verdict = ("float WER is 0: relative difference undefined" if rel is None else
-                       f"{100 * rel:+.1f} % relative: {'yes' if rel <= MATCH_RELATIVE else 'no'}")
+            against_control = ("" if control is None else f", vs the control {_pct(test_wer(control))} % "
+                               f"({match_verdict(test_wer(r), test_wer(control))})")
             lines.append(f"- {r['name']} ({r['average_bits']:.2f} bits): WER {_pct(test_wer(r))} % vs float "
-                         f"{_pct(reference)} % ({verdict}); {_pct(r['saving_vs_8bit'])} % smaller than 8-bit "
+                         f"{_pct(reference)} % ({match_verdict(test_wer(r), reference)}){against_control}; "
+                         f"{_pct(r['saving_vs_8bit'])} % smaller than 8-bit "
                          f"(paper: {100 * PAPER_SAVING:.2f} %): {'yes' if r['saving_vs_8bit'] >= PAPER_SAVING else 'no'}"
                          f"; budget {budget(r)}.")
     for other in ("uniform_ste", "ptq_round", "ptq_kmeans", "qwix"):

@@ -226,6 +226,19 @@ def test_the_headline_states_how_much_the_same_budget_of_float_training_changes_
     assert "has WER 45.00 % against 50.00 % (-10.0 % relative)" in line
 
 
+def test_a_low_bit_gq_row_is_judged_against_float_and_against_the_control():
+    def row(name: str, method: str, wer: float) -> dict:
+        return {"eval": {"greedy": {"test": {"wer": wer}}}, "name": name, "model": "rnnt", "method": method,
+                "table": "main", "kind": "finetune", "average_bits": 4.0 if method == "gq" else 32.0,
+                "saving_vs_8bit": 0.48, "trained_steps": 300, "planned_steps": 300}
+
+    results = {"rnnt_float": row("rnnt_float", "float", 0.50),
+               "rnnt_float_finetune": row("rnnt_float_finetune", "float", 0.45),
+               "rnnt_gq_4": row("rnnt_gq_4", "gq", 0.505)}
+    line = next(line for line in report.headline("rnnt", results) if line.startswith("- rnnt_gq_4"))
+    assert "vs float 50.00 % (+1.0 % relative: yes), vs the control 45.00 % (+12.2 % relative: no)" in line
+
+
 def test_standard_error_is_the_binomial_approximation():
     assert report.standard_error(0.5, 2500) == pytest.approx(0.01)
     assert report.standard_error(1.2, 100) == 0.0  # a WER above 100 % is capped
