@@ -8,7 +8,8 @@ num_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table
 quantized run, "quantized" (the hard-quantized weights the packed file holds); `--ptq METHOD:BITS`
 adds post-training quantization of the float weights with the run's rule patterns at BITS bits.
 `--data` scores any set: a synth-en folder or another folder of `<split>.jsonl` manifests, a single
-manifest file (its stem is the split), or a LibriSpeech-layout folder. `--export PATH` writes the
+manifest file (its stem is the split), a LibriSpeech-layout folder (split folders of any name,
+chosen with `--splits`), or one split folder of that layout (its name is the split). `--export PATH` writes the
 hard-quantized model as a packed artifact (`gq_jax.save_packed`) and `PATH.size.txt`.
 """
 
@@ -25,6 +26,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 import gq_jax
+from corpora import librispeech
 from training import evaluate, input_pipeline, runs
 from training import config as config_lib
 
@@ -58,6 +60,9 @@ def data_for(path: str, base: ml_collections.ConfigDict) -> tuple[ml_collections
     if any(p.glob("*.jsonl")):
         data.kind, data.path = "manifest", str(p)
         return data, None
+    if librispeech.is_split_folder(p):  # LibriSpeech/<any name>/<speaker>/<chapter>/...
+        data.kind, data.path = "librispeech_folder", str(p.parent)
+        return data, [p.name]
     data.kind, data.path = "librispeech_folder", str(p)
     return data, None
 
@@ -100,7 +105,7 @@ def score(run: runs.Run, models: dict[str, Any], data: ml_collections.ConfigDict
     """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
-        examples = input_pipeline.read_examples(data, split, max_examples)
+        examples = input_pipeline.source(data, split, max_examples)
         results[split] = {}
         for name, params in models.items():
             refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,

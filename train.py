@@ -13,21 +13,31 @@ One step, on every local device (`jax.pmap`, gradients averaged with `lax.pmean`
 
 Rerunning the same command resumes from the latest checkpoint in the workdir (parameters,
 centroids, optimizer state, step, data position, RNG) and ends with exactly the parameters of an
-uninterrupted run. Metrics go to `workdir/metrics.jsonl`.
+uninterrupted run; resuming with another batch plan (corpus, batch seconds, shapes, seed,
+process count) is an error naming the field. Metrics go to `workdir/metrics.jsonl`, including
+`data_wait_fraction` (the share of wall time the loop waited for the input pipeline) and
+`skipped_utterances` (bad audio skipped so far, each also named in a log line).
+
+Input: batches are planned from durations and transcripts alone and decoded by grain worker
+processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is
+printed at the start.
 
 Multi-host (several machines or processes): call `jax.distributed.initialize()` first (the
 `--distributed` flag does, reading the coordinator address, process count and id from the
-environment or from `--coordinator_address/--num_processes/--process_id`). Every process then
-reads the same global batch of `config.batch_size` and feeds its slice to its local devices; the
-pmap spans all devices of all processes, so the result equals one process with that global batch.
+environment or from `--coordinator_address/--num_processes/--process_id`). Every process plans
+the same global batches and decodes only its own rows of each, feeding them to its local devices;
+the pmap spans all devices of all processes, so the result equals one process with that global
+batch.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import pathlib
 import sys
+import time
 from typing import Any, Callable
 
 import jax
@@ -41,7 +51,8 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 import gq_jax
-from corpora.batching import Batch, BatchIterator, split_for_devices
+from corpora import batching
+from corpora.batching import Batch, split_for_devices
 from training import checkpoints, evaluate, input_pipeline, metrics, pictures
 from training import config as config_lib
 from training import state as state_lib
@@ -110,12 +121,6 @@ def hard_params(quantizer: gq_jax.Quantizer, params: Any, quant: gq_jax.QuantSta
     return hardened, gq_jax.dequantize(hardened)
 
 
-def local_slice(batch: Batch) -> Batch:
-    """This process's rows of a global batch (all rows with one process)."""
-    count, index = jax.process_count(), jax.process_index()
-    return {k: np.split(v, count)[index] for k, v in batch.items()}
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final state."""
     config_lib.check_fields(config)
@@ -126,21 +131,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if not init_dir.exists():
             raise FileNotFoundError(f"config.quant.init_from={config.quant.init_from!r}: no checkpoints "
                                     f"in {init_dir}; train the float model there first")
-    if config.batch_size % jax.device_count():
+    if not config.data.max_batch_seconds and config.batch_size % jax.device_count():
         raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices of all processes")
     gq_config = config_lib.gq_config(config.quant)
 
-    train_examples = input_pipeline.read_examples(config.data, config.data.train_split,
-                                                  config.data.max_train_examples)
-    dev_examples = input_pipeline.read_examples(config.data, config.data.dev_split,
-                                                config.data.max_dev_examples)
+    is_chief = jax.process_index() == 0
+    train_source = input_pipeline.source(config.data, config.data.train_split,
+                                         config.data.max_train_examples)
+    dev_source = input_pipeline.source(config.data, config.data.dev_split,
+                                       config.data.max_dev_examples)
     workdir_path.mkdir(parents=True, exist_ok=True)
-    tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_examples)
+    tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_source)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
     quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
-    iterator = BatchIterator(train_examples, tokenizer, config.batch_size,
-                             num_buckets=config.data.num_buckets, seed=config.seed)
+    plan = input_pipeline.train_plan(config, train_source, tokenizer,
+                                     input_pipeline.min_samples_for(config.model.name))
+    if is_chief:
+        print(f"input pipeline: {len(plan.buckets)} batch shape(s) compile (rows x samples x "
+              f"labels): {plan.shapes()}; {plan.batches_per_epoch} batches per epoch of "
+              f"{len(train_source)} utterances", flush=True)
 
     mngr = checkpoints.manager(workdir_path, keep=config.keep_checkpoints)
     resuming = mngr.latest_step() is not None
@@ -151,7 +161,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = state_lib.create(params, quant, optimizer, config.seed)
     if resuming:
         state, data_state = checkpoints.restore(mngr, state)
-        iterator.restore(data_state)
+        if batching.check_resumable(data_state, plan) != int(state.step):
+            raise ValueError(f"checkpoint {int(state.step)} in {mngr.directory} records data "
+                             f"position {data_state['next_batch']}, not its step")
         if jax.process_index() == 0:
             metrics.drop_after(workdir_path, int(state.step))
         print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
@@ -161,7 +173,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
     p_train_step = make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
 
-    is_chief = jax.process_index() == 0
     metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []
     quantized = config.quant.method != "float"
     hardened_start = quantizer.harden(state.params, state.quant, gq_config)
@@ -171,48 +182,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     previous_indices = metrics.assignment_indices(hardened_start)
     start_step = int(state.step)
     state = state_lib.replicate(state)
-    losses = []
+    losses, skipped, waited, since = [], 0, 0.0, time.perf_counter()
+    stream = input_pipeline.train_stream(config, plan, train_source, tokenizer, start_step)
     bar = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
                     desc="train", dynamic_ncols=True)
-    for step in range(start_step + 1, config.num_train_steps + 1):
-        batch = split_for_devices(local_slice(next(iterator)), jax.local_device_count())
-        state, step_metrics = p_train_step(state, batch)
-        step_metrics = jax.device_get(state_lib.unreplicate(step_metrics))
-        loss_value = float(step_metrics["loss"])
-        if not math.isfinite(loss_value):
-            mngr.wait_until_finished()  # the checkpoint named below is complete on disk
-            last = mngr.latest_step()
-            raise FloatingPointError(
-                f"loss is {loss_value} at step {step}; stopped. Last good checkpoint: "
-                + (f"step {last} in {mngr.directory}" if last is not None else "none"))
-        losses.append(loss_value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}")
-        if config.quant.snap_every and step % config.quant.snap_every == 0:
-            host = state_lib.unreplicate(state)
-            _, hard = hard_params(quantizer, host.params, host.quant, gq_config)
-            state = state_lib.replicate(host._replace(params=gq_jax.snap_to(host.params, hard, gq_config)))
-        log_now = step % config.log_every_steps == 0 or step == config.num_train_steps
-        eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
-        if is_chief and (log_now or eval_now):
-            host = state_lib.unreplicate(state)
-            hardened, dequantized = hard_params(quantizer, host.params, host.quant, gq_config)
-            indices = metrics.assignment_indices(hardened)
-            record = {"loss": float(np.mean(losses)), "alpha": float(step_metrics["alpha"]),
-                      "learning_rate": float(step_metrics["learning_rate"]),
-                      "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices)}
-            previous_indices, losses = indices, []
-            if eval_now:
-                refs, hyps = evaluate.transcribe(model, dequantized, dev_examples, tokenizer,
-                                                 config.features, config.eval_batch_size)
-                record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
-            for writer in metric_writers:
-                writer.write(step, record)
-            bar.write(f"step {step}: " + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-            checkpoints.save(mngr, state_lib.unreplicate(state), iterator.state())
-    bar.close()
+    try:
+        for step in range(start_step + 1, config.num_train_steps + 1):
+            before = time.perf_counter()
+            loaded = next(stream)
+            waited += time.perf_counter() - before
+            for reason in loaded.skipped:
+                logging.warning("skipping %s", reason)
+            skipped += len(loaded.skipped)
+            batch = split_for_devices(loaded.batch, jax.local_device_count())
+            state, step_metrics = p_train_step(state, batch)
+            step_metrics = jax.device_get(state_lib.unreplicate(step_metrics))
+            loss_value = float(step_metrics["loss"])
+            if not math.isfinite(loss_value):
+                mngr.wait_until_finished()  # the checkpoint named below is complete on disk
+                last = mngr.latest_step()
+                raise FloatingPointError(
+                    f"loss is {loss_value} at step {step}; stopped. Last good checkpoint: "
+                    + (f"step {last} in {mngr.directory}" if last is not None else "none"))
+            losses.append(loss_value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if config.quant.snap_every and step % config.quant.snap_every == 0:
+                host = state_lib.unreplicate(state)
+                _, hard = hard_params(quantizer, host.params, host.quant, gq_config)
+                state = state_lib.replicate(host._replace(params=gq_jax.snap_to(host.params, hard, gq_config)))
+            log_now = step % config.log_every_steps == 0 or step == config.num_train_steps
+            eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
+            if is_chief and (log_now or eval_now):
+                host = state_lib.unreplicate(state)
+                hardened, dequantized = hard_params(quantizer, host.params, host.quant, gq_config)
+                indices = metrics.assignment_indices(hardened)
+                record = {"loss": float(np.mean(losses)), "alpha": float(step_metrics["alpha"]),
+                          "learning_rate": float(step_metrics["learning_rate"]),
+                          "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices),
+                          "data_wait_fraction": waited / (time.perf_counter() - since),
+                          "skipped_utterances": skipped}
+                if eval_now:
+                    refs, hyps = evaluate.transcribe(model, dequantized, dev_source, tokenizer,
+                                                     config.features, config.eval_batch_size)
+                    record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
+                for writer in metric_writers:
+                    writer.write(step, record)
+                bar.write(f"step {step}: " + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                previous_indices, losses, waited, since = indices, [], 0.0, time.perf_counter()
+            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+                checkpoints.save(mngr, state_lib.unreplicate(state), plan.state(step))
+    finally:
+        stream.close()
+        bar.close()
     mngr.wait_until_finished()
     final = state_lib.unreplicate(state)
     if quantized and is_chief:

@@ -43,8 +43,8 @@ def main() -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
 
     run = runs.load(args.workdir)
-    examples = input_pipeline.read_examples(run.config.data, args.split, args.max_examples)
-    audio_s = sum(len(e["audio"]) / e["sample_rate"] for e in examples)
+    examples = input_pipeline.source(run.config.data, args.split, args.max_examples)
+    audio_s = float(examples.metadata.durations_s.sum())
     batch_size = run.config.eval_batch_size
     batched, batched_s = decode(run, examples, batch_size, args.beam)
     # Batch size 1 decodes in another order (bucket by bucket): compare as multisets of texts.

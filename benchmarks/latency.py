@@ -50,8 +50,8 @@ def main() -> None:
 
     run, float_load_s = timed(lambda: runs.load(args.workdir))
     packed_params, packed_load_s = timed(lambda: gq_jax.dequantize(gq_jax.load_packed(args.packed)))
-    examples = input_pipeline.read_examples(run.config.data, args.split, args.max_examples)
-    audio_s = sum(len(e["audio"]) / e["sample_rate"] for e in examples)
+    examples = input_pipeline.source(run.config.data, args.split, args.max_examples)
+    audio_s = float(examples.metadata.durations_s.sum())
     float_rtf = decode_seconds(run, run.params, examples) / audio_s
     packed_rtf = decode_seconds(run, packed_params, examples) / audio_s
     print(f"{len(examples)} utterances, {audio_s:.1f} s of audio, greedy, batch {run.config.eval_batch_size}")

@@ -6,7 +6,12 @@ signature), so a typo in a config file or on the command line is an error naming
 
 Sections:
   data      where the examples come from (`kind`: synth | manifest | librispeech_folder |
-            librispeech_tfds) and the tokenizer (`char`, or `sentencepiece` of `vocab_size`).
+            librispeech_tfds; `train_split` may join splits with `+`), the tokenizer (`char`, or
+            `sentencepiece` of `vocab_size`) and the input pipeline: batches of `batch_size`
+            rows, or with `max_batch_seconds` > 0 as many rows as fit that much padded audio
+            (a multiple of the device count); `num_buckets` shapes; `num_workers` grain worker
+            processes decoding ahead, each `prefetch` batches; `strict` makes bad audio an error
+            instead of a skipped, logged utterance.
   features  log-mel front end, per-utterance normalisation, SpecAugment (training only).
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
             `models.conformer.make_conformer`.
@@ -37,6 +42,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.tokenizer = "char"
     config.data.vocab_size = 256  # sentencepiece only
     config.data.num_buckets = 4
+    config.data.max_batch_seconds = 0.0  # 0: batch_size rows per batch
+    config.data.num_workers = 2  # grain worker processes; 0 loads in the training process
+    config.data.prefetch = 2  # batches each worker keeps ready
+    config.data.strict = False  # bad audio raises instead of being skipped and logged
     config.data.max_train_examples = 0  # 0: all
     config.data.max_dev_examples = 64  # dev WER during training on this many utterances; 0: all
 

@@ -1,26 +1,36 @@
-"""Example dicts -> length-bucketed, padded batches of a few fixed shapes, resumable and seeded.
+"""Batches planned from metadata alone, loaded lazily by grain worker processes, resumable exactly.
 
-A batch of bucket (S, U) with batch size B is a dict of numpy arrays:
+A batch of bucket (R, S, U) is a dict of numpy arrays, for the R global rows or this process's
+R / P of them:
 
-    audio          [B, S] float32   waveforms at 16 kHz, zero-padded after audio_lengths[b]
-    audio_lengths  [B]    int32     valid samples per row
-    labels         [B, U] int32     token ids, padded with the blank id after label_lengths[b]
-    label_lengths  [B]    int32     valid labels per row
-    mask           [B]    float32   1 for a real utterance, 0 for a padding row
+    audio          [R, S] float32   waveforms at 16 kHz, zero-padded after audio_lengths[r]
+    audio_lengths  [R]    int32     valid samples per row
+    labels         [R, U] int32     token ids, padded with the blank id after label_lengths[r]
+    label_lengths  [R]    int32     valid labels per row
+    mask           [R]    float32   1 for a real utterance, 0 for a padding row
 
-Only `len(buckets)` shapes ever occur, so a jitted step compiles once per bucket. Every example
-goes to the first bucket (ordered by S) that holds both its samples and labels; one that fits no
-bucket is skipped and named in a log line.
+**Planning** (`make_plan`) reads only durations and transcripts (`corpora.sources.Metadata`):
+each utterance is tokenized (text only) to know its label length, then goes to the first
+bucket (ordered by S) that holds its samples and labels. Bucket sample bounds are the 1/k, ...,
+k/k quantiles of the durations, so the last bucket holds every utterance; each bucket holds R
+rows: `batch_size`, or with `max_batch_seconds` the most rows (a multiple of `row_multiple`, the
+device count) whose padded audio stays within that many seconds. Only `len(buckets)` shapes ever
+occur, so a jitted step compiles once per bucket. Utterances shorter than `min_samples` (too
+short for the encoder to emit a frame) are dropped and named in a log line.
 
-An epoch's batch order is a pure function of (seed, epoch, example lengths): the examples are
-permuted by `np.random.default_rng([seed, epoch])`, cut into batches bucket by bucket, and the
-batches permuted again. So `BatchIterator.state()` = {"epoch", "position", "seed"} is all it
-takes to resume: a restored iterator yields exactly the batches the original would have.
+**Order.** Epoch e permutes the utterances by `np.random.default_rng([seed, e])`, cuts them
+into batches bucket by bucket and permutes the batches again; every epoch has the same number of
+batches. Global batch k is batch k mod n of epoch k // n: a pure function of the plan and k. So
+a stream resumes from k alone, and `BatchPlan.state(k)` also records what defines the plan
+(corpus fingerprint, batch seconds, shapes, seed, process count), which `check_resumable`
+compares field by field.
 
-Bad input is caught when the iterator is built, before any batch: an empty transcript or a
-character outside the tokenizer's alphabet raises `ValueError` naming the utterance id; audio at
-another sample rate is resampled (polyphase, `scipy.signal.resample_poly`) or, with
-`resample=False`, rejected with an error naming the utterance id.
+**Loading** (`BatchLoader`) decodes, resamples and tokenizes the rows of one batch; with P
+processes, process p reads only rows [p R / P, (p + 1) R / P) of each global batch, so P
+processes together compute exactly what one does. An utterance whose audio is missing,
+unreadable or of the wrong duration becomes a padding row (mask 0) and is named in
+`LoadedBatch.skipped`; under `strict` it raises. `stream` runs the loader in grain worker
+processes with prefetch (`grain.MapDataset` -> `mp_prefetch`).
 """
 
 from __future__ import annotations
@@ -28,11 +38,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
+import grain
+from absl import flags
 import numpy as np
 import scipy.signal
 
+from corpora.sources import Metadata, Source
 from corpora.tokenizer import Tokenizer
 
 SAMPLE_RATE_HZ = 16000
@@ -57,6 +71,13 @@ def conform_sample_rate(audio: np.ndarray, sample_rate: int, utterance_id: str,
     return scipy.signal.resample_poly(audio, target_hz // g, sample_rate // g).astype(np.float32)
 
 
+def encode_text(text: str, tokenizer: Tokenizer, utterance_id: str) -> np.ndarray:
+    """int32 [L] token ids; `ValueError` naming the utterance for an empty transcript."""
+    if not text.strip():
+        raise ValueError(f"utterance {utterance_id!r} has an empty transcript")
+    return np.asarray(tokenizer.encode(text, utterance_id=utterance_id), np.int32)
+
+
 def encode_example(example: dict[str, Any], tokenizer: Tokenizer,
                    sample_rate_hz: int = SAMPLE_RATE_HZ,
                    resample: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -66,18 +87,17 @@ def encode_example(example: dict[str, Any], tokenizer: Tokenizer,
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"utterance {utterance_id!r} has audio of shape {audio.shape}; "
                          "expected a non-empty 1-D waveform")
-    if not example["text"].strip():
-        raise ValueError(f"utterance {utterance_id!r} has an empty transcript")
+    labels = encode_text(example["text"], tokenizer, utterance_id)
     audio = conform_sample_rate(audio, int(example["sample_rate"]), utterance_id, sample_rate_hz,
                                 resample)
-    labels = np.asarray(tokenizer.encode(example["text"], utterance_id=utterance_id), np.int32)
     return audio, labels
 
 
 @dataclasses.dataclass(frozen=True)
 class Bucket:
-    """One padded shape: audio [B, max_samples], labels [B, max_labels]."""
+    """One padded shape: audio [rows, max_samples], labels [rows, max_labels]."""
 
+    rows: int
     max_samples: int
     max_labels: int
 
@@ -86,149 +106,244 @@ def _round_up(x: float, multiple: int) -> int:
     return int(math.ceil(x / multiple) * multiple)
 
 
-def choose_buckets(num_samples: Sequence[int], num_labels: Sequence[int], num_buckets: int = 4,
-                   sample_multiple: int = 1600, label_multiple: int = 8) -> tuple[Bucket, ...]:
-    """Buckets whose sample boundaries are the 1/k, 2/k, ..., 1 quantiles of `num_samples`.
+def bucket_bounds(num_samples: np.ndarray, num_labels: np.ndarray, num_buckets: int,
+                  sample_multiple: int = 1600, label_multiple: int = 8) -> list[tuple[int, int]]:
+    """(max_samples, max_labels) per bucket: sample bounds at the 1/k, ..., 1 quantiles.
 
-    Each bucket's label length is the largest among the examples it receives, so every example
-    fits some bucket. Boundaries are rounded up to multiples of `sample_multiple` (0.1 s at
-    16 kHz) and `label_multiple`; buckets that round to the same boundary merge.
+    Each bucket's label bound is the largest label length among the examples it receives (and
+    at least that of every shorter bucket), so every example fits some bucket. Bounds are
+    rounded up to multiples of `sample_multiple` (0.1 s) and `label_multiple`; buckets that
+    round to the same sample bound merge.
     """
-    samples = np.asarray(num_samples)
-    labels = np.asarray(num_labels)
-    quantiles = np.quantile(samples, np.arange(1, num_buckets + 1) / num_buckets, method="higher")
-    bounds = sorted({_round_up(q, sample_multiple) for q in quantiles})
-    buckets, lower = [], -1
-    for bound in bounds:
-        inside = (samples > lower) & (samples <= bound)
-        max_labels = labels[inside].max() if inside.any() else 1
-        buckets.append(Bucket(bound, _round_up(max(max_labels, 1), label_multiple)))
+    quantiles = np.quantile(num_samples, np.arange(1, num_buckets + 1) / num_buckets, method="higher")
+    bounds, lower, labels_so_far = [], -1, 1
+    for bound in sorted({_round_up(q, sample_multiple) for q in quantiles}):
+        inside = (num_samples > lower) & (num_samples <= bound)
+        labels_so_far = max(labels_so_far, int(num_labels[inside].max()) if inside.any() else 1)
+        bounds.append((bound, _round_up(labels_so_far, label_multiple)))
         lower = bound
-    # A longer bucket must also hold the labels of every shorter one.
-    running = np.maximum.accumulate([b.max_labels for b in buckets])
-    return tuple(Bucket(b.max_samples, int(u)) for b, u in zip(buckets, running))
+    return bounds
 
 
-def assign_buckets(num_samples: Sequence[int], num_labels: Sequence[int],
+def rows_for(max_samples: int, batch_size: int, max_batch_seconds: float, row_multiple: int,
+             sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
+    """Rows of a bucket: `batch_size`, or the most multiples of `row_multiple` whose padded
+    audio (rows x max_samples) stays within `max_batch_seconds` (at least `row_multiple`)."""
+    if max_batch_seconds <= 0:
+        return batch_size
+    fit = int(max_batch_seconds * sample_rate_hz // max_samples)
+    return max(row_multiple, fit // row_multiple * row_multiple)
+
+
+def assign_buckets(num_samples: np.ndarray, num_labels: np.ndarray,
                    buckets: Sequence[Bucket]) -> np.ndarray:
     """int [N]: the first bucket holding each example's samples and labels, or -1 for none."""
-    samples = np.asarray(num_samples)[:, None]
-    labels = np.asarray(num_labels)[:, None]
-    fits = ((samples <= np.array([b.max_samples for b in buckets])[None])
-            & (labels <= np.array([b.max_labels for b in buckets])[None]))
+    fits = ((num_samples[:, None] <= np.array([b.max_samples for b in buckets])[None])
+            & (num_labels[:, None] <= np.array([b.max_labels for b in buckets])[None]))
     return np.where(fits.any(axis=1), fits.argmax(axis=1), -1)
 
 
-def epoch_batches(bucket_of: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  shuffle: bool = True, drop_remainder: bool = True) -> list[np.ndarray]:
-    """The epoch's batches as example-index arrays (each of length <= batch_size), in order.
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """Which utterances form global batch k, for every k (see the module docstring)."""
 
-    With `shuffle`, examples and then batches are permuted by `default_rng([seed, epoch])`;
-    without, examples keep their order within each bucket and buckets come in order. A final
-    short batch per bucket is dropped under `drop_remainder`, else kept (padded when built).
+    buckets: tuple[Bucket, ...]
+    bucket_of: np.ndarray  # int [N]: bucket of each utterance, -1 when dropped
+    seed: int
+    shuffle: bool
+    drop_remainder: bool
+    fingerprint: str
+    max_batch_seconds: float
+    process_count: int = 1
+
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches as utterance-index arrays (a short last batch per bucket is kept
+        unless `drop_remainder`)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.bucket_of)) if self.shuffle else np.arange(len(self.bucket_of))
+        batches = []
+        for b, bucket in enumerate(self.buckets):
+            members = order[self.bucket_of[order] == b]
+            stop = len(members) - len(members) % bucket.rows if self.drop_remainder else len(members)
+            batches += [members[i:i + bucket.rows] for i in range(0, stop, bucket.rows)]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.epoch(0))
+
+    def shapes(self) -> str:
+        """'R x S samples x U labels' of every bucket, one per compiled shape."""
+        return ", ".join(f"{b.rows}x{b.max_samples}x{b.max_labels}" for b in self.buckets)
+
+    def state(self, next_batch: int) -> dict[str, Any]:
+        """JSON-able resume state: the next global batch and every field that defines the plan."""
+        return {"next_batch": int(next_batch), "corpus_fingerprint": self.fingerprint,
+                "max_batch_seconds": float(self.max_batch_seconds),
+                "shapes": [[b.rows, b.max_samples, b.max_labels] for b in self.buckets],
+                "seed": int(self.seed), "process_count": int(self.process_count)}
+
+
+def check_resumable(saved: dict[str, Any], plan: BatchPlan) -> int:
+    """The saved `next_batch`, or `ValueError` naming every plan field that differs from `saved`."""
+    now = plan.state(0)
+    differ = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in now.items()
+              if k != "next_batch" and saved.get(k) != v]
+    if differ:
+        raise ValueError("cannot resume: the batch plan differs from the checkpoint's ("
+                         + "; ".join(differ) + "); resuming would feed other batches than the "
+                         "interrupted run. Use the same data and batch settings, or a new workdir.")
+    return int(saved["next_batch"])
+
+
+def make_plan(metadata: Metadata, tokenizer: Tokenizer, *, batch_size: int, max_batch_seconds: float = 0.0,
+              num_buckets: int = 4, row_multiple: int = 1, seed: int = 0, shuffle: bool = True,
+              drop_remainder: bool = True, min_samples: int = 1, process_count: int = 1,
+              sample_rate_hz: int = SAMPLE_RATE_HZ) -> BatchPlan:
+    """The batch plan of `metadata` (no audio is read; see the module docstring).
+
+    Raises:
+      ValueError: no utterances, a row count not divisible by `process_count`, or a transcript
+        the tokenizer cannot encode (naming the utterance).
     """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(bucket_of)) if shuffle else np.arange(len(bucket_of))
-    batches = []
-    for bucket in range(bucket_of.max(initial=-1) + 1):
-        members = order[bucket_of[order] == bucket]
-        stop = len(members) - len(members) % batch_size if drop_remainder else len(members)
-        batches += [members[i:i + batch_size] for i in range(0, stop, batch_size)]
-    if shuffle:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
+    if len(metadata) == 0:
+        raise ValueError("no utterances to batch")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; expected >= 1")
+    num_samples = np.round(metadata.durations_s * sample_rate_hz).astype(np.int64)
+    num_labels = np.array([len(encode_text(t, tokenizer, i)) for i, t in zip(metadata.ids, metadata.texts)],
+                          np.int64)
+    usable = num_samples >= min_samples
+    bounds = bucket_bounds(num_samples[usable], num_labels[usable], num_buckets) if usable.any() else []
+    buckets = tuple(Bucket(rows_for(s, batch_size, max_batch_seconds, row_multiple), s, u) for s, u in bounds)
+    for bucket in buckets:
+        if bucket.rows % row_multiple or bucket.rows % process_count:
+            raise ValueError(f"{bucket.rows} rows per batch are not divisible by the {row_multiple} "
+                             f"devices and {process_count} processes")
+    bucket_of = assign_buckets(num_samples, num_labels, buckets) if buckets else np.full(len(metadata), -1)
+    bucket_of = np.where(usable, bucket_of, -1)  # the top bucket holds every usable utterance
+    if not usable.all():
+        ids = [metadata.ids[i] for i in np.flatnonzero(~usable)]
+        log.warning("dropping %d utterance(s) shorter than %d samples: %s", len(ids), min_samples, ids)
+    return BatchPlan(buckets, bucket_of, seed, shuffle, drop_remainder, metadata.fingerprint(),
+                     max_batch_seconds, process_count)
 
 
-def pad_batch(encoded: Sequence[tuple[np.ndarray, np.ndarray]], bucket: Bucket, batch_size: int,
+class PlannedBatches(Sequence):
+    """Global batches [start, stop) of a plan as (bucket index, utterance indices) pairs."""
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int):
+        self.plan, self.start, self.stop = plan, start, stop
+        self.per_epoch = plan.batches_per_epoch
+        if self.per_epoch == 0 and stop > start:
+            raise ValueError("no full batch fits any bucket; lower the batch size or the batch seconds")
+        self._epoch, self._batches = -1, []
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray]:
+        k = self.start + index
+        epoch, position = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self.plan.epoch(epoch)
+        indices = self._batches[position]
+        return int(self.plan.bucket_of[indices[0]]), indices
+
+
+class LoadedBatch(NamedTuple):
+    """A padded batch and the ids (with reasons) of the utterances skipped as bad input."""
+
+    batch: Batch
+    skipped: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLoader:
+    """(bucket index, utterance indices) -> this process's rows of that padded global batch."""
+
+    source: Source
+    tokenizer: Tokenizer
+    buckets: tuple[Bucket, ...]
+    process_index: int = 0
+    process_count: int = 1
+    strict: bool = False
+    resample: bool = True
+
+    def __call__(self, planned: tuple[int, np.ndarray]) -> LoadedBatch:
+        bucket_index, indices = planned
+        bucket = self.buckets[bucket_index]
+        local = bucket.rows // self.process_count
+        rows = list(indices) + [-1] * (bucket.rows - len(indices))
+        encoded, skipped = [], []
+        for i in rows[self.process_index * local:(self.process_index + 1) * local]:
+            if i < 0:
+                encoded.append(None)
+                continue
+            try:
+                encoded.append(encode_example(self.source[int(i)], self.tokenizer, resample=self.resample))
+            except ValueError as e:
+                if self.strict:
+                    raise
+                encoded.append(None)
+                skipped.append(str(e))
+        return LoadedBatch(pad_batch(encoded, bucket, local, self.tokenizer.blank_id), tuple(skipped))
+
+
+def pad_batch(encoded: Sequence[tuple[np.ndarray, np.ndarray] | None], bucket: Bucket, rows: int,
               blank_id: int = 0) -> Batch:
-    """Pads `encoded` (audio [N_b], labels [L_b]) pairs to a batch of the bucket's shape."""
-    if len(encoded) > batch_size:
-        raise ValueError(f"{len(encoded)} examples exceed the batch size {batch_size}")
+    """Pads (audio [N_r], labels [L_r]) pairs (None: a padding row) to [rows, ...] of the bucket."""
+    if len(encoded) > rows:
+        raise ValueError(f"{len(encoded)} examples exceed the {rows} rows of the batch")
     batch = {
-        "audio": np.zeros((batch_size, bucket.max_samples), np.float32),
-        "audio_lengths": np.zeros((batch_size,), np.int32),
-        "labels": np.full((batch_size, bucket.max_labels), blank_id, np.int32),
-        "label_lengths": np.zeros((batch_size,), np.int32),
-        "mask": np.zeros((batch_size,), np.float32),
+        "audio": np.zeros((rows, bucket.max_samples), np.float32),
+        "audio_lengths": np.zeros((rows,), np.int32),
+        "labels": np.full((rows, bucket.max_labels), blank_id, np.int32),
+        "label_lengths": np.zeros((rows,), np.int32),
+        "mask": np.zeros((rows,), np.float32),
     }
-    for row, (audio, labels) in enumerate(encoded):
-        batch["audio"][row, :len(audio)] = audio
-        batch["audio_lengths"][row] = len(audio)
+    for row, pair in enumerate(encoded):
+        if pair is None:
+            continue
+        audio, labels = pair
+        n = min(len(audio), bucket.max_samples)  # resampling may add a sample over the planned count
+        batch["audio"][row, :n] = audio[:n]
+        batch["audio_lengths"][row] = n
         batch["labels"][row, :len(labels)] = labels
         batch["label_lengths"][row] = len(labels)
         batch["mask"][row] = 1.0
     return batch
 
 
-class BatchIterator:
-    """Endless (or `num_epochs`-long) stream of padded batches over a random-access example list.
+def stream(plan: BatchPlan, loader: BatchLoader, start: int, stop: int, num_workers: int = 0,
+           prefetch: int = 2) -> Iterator[LoadedBatch]:
+    """Global batches start, ..., stop - 1 of `plan`, loaded by `num_workers` grain worker
+    processes (0: in this process) each keeping up to `prefetch` batches ready."""
+    dataset = grain.MapDataset.source(PlannedBatches(plan, start, stop)).map(loader)
+    iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
+    if num_workers > 0:
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; a library caller has none
+            flags.FLAGS.mark_as_parsed()
+        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=num_workers, per_worker_buffer_size=prefetch))
+    return iter(iterable)  # a grain DatasetIterator: close() it to stop the workers
 
-    `examples` may be a list or any lazy sequence (e.g. `librispeech.TfdsExamples`): it is read
-    once when the iterator is built (to validate every example and measure its lengths) and then
-    once per use. `state()` / `restore(state)` save and resume the position.
-    """
 
-    def __init__(self, examples: Sequence[dict[str, Any]], tokenizer: Tokenizer, batch_size: int,
-                 *, buckets: Sequence[Bucket] | None = None, num_buckets: int = 4, seed: int = 0,
-                 shuffle: bool = True, drop_remainder: bool = True, num_epochs: int | None = None,
-                 sample_rate_hz: int = SAMPLE_RATE_HZ, resample: bool = True):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}; expected >= 1")
-        self.examples = examples
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_remainder = drop_remainder
-        self.num_epochs = num_epochs
-        self.sample_rate_hz = sample_rate_hz
-        self.resample = resample
-        encoded = (self._encode(examples[i]) for i in range(len(examples)))
-        lengths = np.array([[len(a), len(l)] for a, l in encoded], np.int64).reshape(-1, 2)
-        if len(lengths) == 0:
-            raise ValueError("no examples to batch")
-        self.buckets = tuple(buckets) if buckets is not None else choose_buckets(
-            lengths[:, 0], lengths[:, 1], num_buckets)
-        self.bucket_of = assign_buckets(lengths[:, 0], lengths[:, 1], self.buckets)
-        too_long = [examples[i]["id"] for i in np.flatnonzero(self.bucket_of < 0)]
-        if too_long:
-            log.warning("skipping %d utterance(s) longer than every bucket %s: %s",
-                        len(too_long), self.buckets, too_long)
-        self.epoch, self.position, self.seed = 0, 0, seed
-        self._plan = epoch_batches(self.bucket_of, batch_size, seed, 0, shuffle, drop_remainder)
-
-    def _encode(self, example: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        return encode_example(example, self.tokenizer, self.sample_rate_hz, self.resample)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self._plan)
-
-    def state(self) -> dict[str, int]:
-        """The position: {"epoch", "position" (batches already yielded this epoch), "seed"}."""
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def restore(self, state: dict[str, int]) -> None:
-        """Resumes at `state`, so that the next batch is the one the saved iterator yielded next."""
-        self.epoch, self.position, self.seed = (int(state[k]) for k in ("epoch", "position", "seed"))
-        self._plan = epoch_batches(self.bucket_of, self.batch_size, self.seed, self.epoch,
-                                   self.shuffle, self.drop_remainder)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self
-
-    def __next__(self) -> Batch:
-        while self.position >= len(self._plan):
-            if not self._plan:
-                raise ValueError(f"no full batch of {self.batch_size} fits any bucket; lower the "
-                                 "batch size or pass drop_remainder=False")
-            if self.num_epochs is not None and self.epoch + 1 >= self.num_epochs:
-                raise StopIteration
-            self.restore({"epoch": self.epoch + 1, "position": 0, "seed": self.seed})
-        indices = self._plan[self.position]
-        self.position += 1
-        bucket = self.buckets[self.bucket_of[indices[0]]]
-        return pad_batch([self._encode(self.examples[i]) for i in indices], bucket,
-                         self.batch_size, self.tokenizer.blank_id)
+def one_pass(source: Source, tokenizer: Tokenizer, batch_size: int, num_buckets: int = 4
+             ) -> Iterator[Batch]:
+    """Every utterance of `source` once, in a fixed order (bucket by bucket), decoded in this
+    process; bad audio is skipped with a logged warning (evaluation)."""
+    plan = make_plan(source.metadata, tokenizer, batch_size=batch_size, num_buckets=num_buckets,
+                     shuffle=False, drop_remainder=False)
+    loader = BatchLoader(source, tokenizer, plan.buckets)
+    planned = PlannedBatches(plan, 0, plan.batches_per_epoch)
+    for k in range(len(planned)):
+        loaded = loader(planned[k])
+        for reason in loaded.skipped:
+            log.warning("skipping %s", reason)
+        yield loaded.batch
 
 
 def split_for_devices(batch: Batch, num_devices: int | None = None) -> Batch:

@@ -1,33 +1,46 @@
-"""LibriSpeech from a plain folder (the extracted tarballs) or from TFDS, as the common example dict.
+"""LibriSpeech from a plain folder (the extracted tarballs) or from TFDS, as lazy sources.
 
-Both loaders yield `{"id": "84-121123-0000", "audio": float32 [N] in [-1, 1], "sample_rate": int,
-"text": str, "speaker_id": int, "chapter_id": int}`: the folder loader in utterance-id order,
-the TFDS loader in the prepared dataset's (fixed) record order.
+Both give `corpora.sources.Source`s of `{"id": "84-121123-0000", "audio": float32 [N] in [-1, 1],
+"sample_rate": int, "text": str, ...}`: the folder in utterance-id order, TFDS in the prepared
+dataset's (fixed) record order.
 
-Folder layout (what the openslr tarballs extract to):
+Folder layout (what the openslr tarballs extract to; a split folder may have any name, so a
+user's own data in this layout reads the same way):
 
     <root>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
     <root>/LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<NNNN>.flac
 
+A folder split is indexed once into a manifest, `<split folder>/gq-manifest.jsonl` (ids,
+transcripts, and durations read from the audio headers, never by decoding), rebuilt when a
+transcript is newer; utterances whose header is unreadable or whose transcript is empty are
+named in a log line and left out (an error under `strict`), and listed in
+`gq-manifest.skipped.json` so that later reads report them too. Where the data folder is
+read-only, the manifest goes under `$XDG_CACHE_HOME/gq-jax` instead.
+
 TFDS: `tfds.data_source('librispeech', split=..., data_dir=...)` over a prepared `librispeech`
 dataset (int16 audio, stored decoded). Splits are named either way: `dev_clean` (TFDS) or
-`dev-clean` (folder).
+`dev-clean` (folder). Unions of splits (`train_clean100+train_clean360+train_other500`) are
+formed by `training.input_pipeline.source`.
 
 Multi-host: with P processes, process p reads only utterances p, p + P, p + 2P, ... of the
-split's fixed order, so the shards are disjoint and together cover the split. `process_index` and
-`process_count` default to `jax.process_index()` and `jax.process_count()`.
+split's fixed order (`shard_indices`), so the shards are disjoint and together cover the split.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import soundfile as sf
+import tqdm
+
+from corpora import manifest, sources
+from corpora.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +54,6 @@ SPLITS = {
     "train_clean360": "train-clean-360",
     "train_other500": "train-other-500",
 }
-INT16_FULL_SCALE = 32768.0
 
 
 def tfds_split_name(split: str) -> str:
@@ -71,28 +83,39 @@ def shard_indices(num_items: int, process_index: int | None = None,
     return range(process_index, num_items, process_count)
 
 
-def _transcript_files(root: pathlib.Path, split: str | None) -> list[pathlib.Path]:
+MANIFEST_NAME = "gq-manifest.jsonl"
+SKIPPED_NAME = "gq-manifest.skipped.json"
+
+
+def is_split_folder(folder: pathlib.Path) -> bool:
+    """True for a folder laid out as `<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`."""
+    return folder.is_dir() and next(folder.glob("*/*/*.trans.txt"), None) is not None
+
+
+def split_folders(root: pathlib.Path) -> list[str]:
+    """Names of the split folders under `root` (or `root/LibriSpeech`), sorted."""
+    base = root / "LibriSpeech" if (root / "LibriSpeech").is_dir() else root
+    return sorted(d.name for d in base.iterdir() if is_split_folder(d)) if base.is_dir() else []
+
+
+def find_split_folder(root: pathlib.Path, split: str | None) -> pathlib.Path:
+    """The folder of `split` under `root` (`root/LibriSpeech/<name>` or `root/<name>`); `root`
+    itself for None. LibriSpeech's seven names are accepted in either spelling, any other name
+    as the folder's own name."""
     if split is None:
-        search = root
-    else:
-        name = folder_split_name(split)
-        candidates = [root / "LibriSpeech" / name, root / name]
-        found = [c for c in candidates if c.is_dir()]
-        if not found:
-            raise FileNotFoundError(f"no LibriSpeech split {name!r} under {root}: looked for "
-                                    f"{[str(c) for c in candidates]}")
-        search = found[0]
-    files = sorted(search.rglob("*.trans.txt"))
-    if not files:
-        raise FileNotFoundError(f"no *.trans.txt transcripts under {search}")
-    return files
+        return root
+    name = SPLITS.get(split, split)
+    candidates = [root / "LibriSpeech" / name, root / name]
+    found = [c for c in candidates if c.is_dir()]
+    if not found:
+        raise FileNotFoundError(f"no LibriSpeech split {name!r} under {root}: looked for "
+                                f"{[str(c) for c in candidates]}; split folders there: "
+                                f"{split_folders(root)}")
+    return found[0]
 
 
 def _parse_transcripts(path: pathlib.Path) -> list[tuple[str, str]]:
-    """`(utterance id, text)` for every line `<id> <TEXT>` of a `.trans.txt` file.
-
-    A line holding only an id has the empty transcript `""` (rejected later, when batching).
-    """
+    """`(utterance id, text)` for every line `<id> <TEXT>` of a `.trans.txt` file ("" if none)."""
     pairs = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -101,86 +124,111 @@ def _parse_transcripts(path: pathlib.Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def _ids_of(utterance_id: str) -> dict[str, int]:
-    speaker, chapter, _ = utterance_id.split("-")
-    return {"speaker_id": int(speaker), "chapter_id": int(chapter)}
+def _index_folder(folder: pathlib.Path, transcripts: list[pathlib.Path], base: pathlib.Path,
+                  strict: bool) -> tuple[list[manifest.ManifestEntry], list[str]]:
+    """Manifest entries (paths relative to `base`) and 'id: reason' of every utterance left out."""
+    entries, skipped = [], []
+    utterances = sorted((utterance_id, text, path.parent / f"{utterance_id}.flac")
+                        for path in transcripts for utterance_id, text in _parse_transcripts(path))
+    for utterance_id, text, audio_path in tqdm.tqdm(utterances, desc=f"indexing {folder}", unit="utt",
+                                                    disable=len(utterances) < 1000):
+        try:
+            if not text:
+                raise ValueError("empty transcript")
+            info = sf.info(str(audio_path))
+            if info.channels != 1:
+                raise ValueError(f"{audio_path} has {info.channels} channels; expected mono")
+            entries.append(manifest.ManifestEntry(
+                utterance_id, os.path.relpath(audio_path, base), text, info.frames / info.samplerate))
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            if strict:
+                raise ValueError(f"utterance {utterance_id!r}: {e}") from e
+            skipped.append(f"utterance {utterance_id!r}: {e}")
+    return entries, skipped
+
+
+def _manifest_location(folder: pathlib.Path) -> pathlib.Path:
+    if os.access(folder, os.W_OK):
+        return folder
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    location = cache / "gq-jax" / "librispeech" / digest
+    location.mkdir(parents=True, exist_ok=True)
+    return location
+
+
+def folder_manifest(root: str | os.PathLike, split: str | None = None, strict: bool = False
+                    ) -> pathlib.Path:
+    """The manifest of a folder split, built on first use (see the module docstring).
+
+    Raises:
+      FileNotFoundError: no such split folder, or no transcripts in it.
+      ValueError: under `strict`, naming the first unreadable utterance or empty transcript
+        (also one left out by an earlier, non-strict indexing).
+    """
+    folder = find_split_folder(pathlib.Path(root), split)
+    transcripts = sorted(folder.rglob("*.trans.txt"))
+    if not transcripts:
+        raise FileNotFoundError(f"no *.trans.txt transcripts under {folder}")
+    location = _manifest_location(folder)
+    path, skipped_path = location / MANIFEST_NAME, location / SKIPPED_NAME
+    newest = max(t.stat().st_mtime_ns for t in transcripts)
+    if not path.exists() or path.stat().st_mtime_ns < newest:
+        entries, skipped = _index_folder(folder, transcripts, location, strict)
+        write_text_atomic(skipped_path, json.dumps(skipped, indent=1))
+        manifest.write_manifest(path, entries)
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else []
+    if skipped and strict:
+        raise ValueError(f"{folder}: {skipped[0]}")
+    if skipped:
+        log.warning("%s: left out %d utterance(s): %s", folder, len(skipped), skipped)
+    return path
+
+
+def folder_source(root: str | os.PathLike, split: str | None = None, strict: bool = False
+                  ) -> sources.ManifestSource:
+    """A folder split (or every transcript under `root` for None) as a lazy source."""
+    return sources.ManifestSource(folder_manifest(root, split, strict))
 
 
 def read_folder(root: str | os.PathLike, split: str | None = None, *,
                 process_index: int | None = None, process_count: int | None = None,
                 strict: bool = False) -> Iterator[dict[str, Any]]:
-    """Yields this process's share of the utterances under `root`, in id order.
+    """Yields this process's share of the decoded utterances under `root`, in id order.
 
     Args:
       root: a folder holding `LibriSpeech/`, the `LibriSpeech/` folder itself, or a split folder.
-      split: one split (`dev-clean` or `dev_clean`); None reads every transcript under `root`.
+      split: one split (`dev-clean`, `dev_clean` or any folder name); None reads every
+        transcript under `root`.
       process_index, process_count: this process's shard (default: from jax).
       strict: raise on unreadable audio instead of skipping it with a logged warning.
     """
-    root = pathlib.Path(root)
-    utterances = sorted(
-        (utterance_id, text, path.parent / f"{utterance_id}.flac")
-        for path in _transcript_files(root, split)
-        for utterance_id, text in _parse_transcripts(path))
-    skipped = []
-    for i in shard_indices(len(utterances), process_index, process_count):
-        utterance_id, text, audio_path = utterances[i]
+    source = folder_source(root, split, strict)
+    for i in shard_indices(len(source), process_index, process_count):
         try:
-            audio, sample_rate = sf.read(str(audio_path), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            example = source[i]
+        except ValueError as e:
             if strict:
-                raise ValueError(f"utterance {utterance_id!r}: unreadable audio {audio_path}: {e}") from e
-            log.warning("skipping utterance %s: unreadable audio %s: %s", utterance_id, audio_path, e)
-            skipped.append(utterance_id)
+                raise
+            log.warning("skipping %s", e)
             continue
-        if audio.shape[1] != 1:
-            raise ValueError(f"utterance {utterance_id!r}: {audio_path} has {audio.shape[1]} "
-                             "channels; expected mono")
-        yield {"id": utterance_id, "audio": audio[:, 0], "sample_rate": sample_rate, "text": text,
-               **_ids_of(utterance_id)}
-    if skipped:
-        log.warning("%s: skipped %d unreadable utterance(s): %s", root, len(skipped), skipped)
+        yield {**example, **_ids_of(example["id"])}
 
 
-def _as_str(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def _ids_of(utterance_id: str) -> dict[str, int]:
+    speaker, chapter, _ = utterance_id.split("-")
+    return {"speaker_id": int(speaker), "chapter_id": int(chapter)}
 
 
-class TfdsExamples(Sequence):
-    """Random access to a prepared TFDS `librispeech` split, as common example dicts.
-
-    `examples[i]` decodes record i of `tfds.data_source('librispeech', split, data_dir)`: audio
-    int16 -> float32 / 32768. Needs tensorflow, tensorflow-datasets, pydub and ffmpeg (the
-    `librispeech` extra of pyproject.toml).
-    """
-
-    def __init__(self, split: str, data_dir: str | os.PathLike | None = None,
-                 name: str = "librispeech"):
-        import tensorflow_datasets as tfds
-
-        self.source = tfds.data_source(name, split=tfds_split_name(split),
-                                       data_dir=None if data_dir is None else str(data_dir))
-        self.sample_rate = int(self.source.dataset_info.features["speech"].sample_rate)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.source[index]
-        return {
-            "id": _as_str(record["id"]),
-            "audio": np.asarray(record["speech"], np.float32) / INT16_FULL_SCALE,
-            "sample_rate": self.sample_rate,
-            "text": _as_str(record["text"]),
-            "speaker_id": int(record["speaker_id"]),
-            "chapter_id": int(record["chapter_id"]),
-        }
+def tfds_source(split: str, data_dir: str | os.PathLike | None = None) -> sources.TfdsSource:
+    """A prepared TFDS `librispeech` split (either spelling of its name) as a lazy source."""
+    return sources.TfdsSource(tfds_split_name(split), None if data_dir is None else str(data_dir))
 
 
 def read_tfds(split: str, data_dir: str | os.PathLike | None = None, *,
               process_index: int | None = None,
               process_count: int | None = None) -> Iterator[dict[str, Any]]:
     """Yields this process's share of a prepared TFDS LibriSpeech split, in stored record order."""
-    examples = TfdsExamples(split, data_dir)
-    for i in shard_indices(len(examples), process_index, process_count):
-        yield examples[i]
+    source = tfds_source(split, data_dir)
+    for i in shard_indices(len(source), process_index, process_count):
+        yield source[i]

@@ -1,28 +1,26 @@
-"""JSONL manifests of a corpus split, and a reader that yields the common example dict from one.
+"""JSONL manifests of a corpus split: one line per utterance, read without touching the audio.
 
 One line per utterance: `{"id", "path", "text", "duration_s", "engine", "voice", "speed", "pitch"}`,
-with `path` relative to the manifest's folder. The reader turns each line into
-`{"id": str, "audio": float32 [N] in [-1, 1], "sample_rate": 16000, "text": str, "speaker": str}`.
-Unreadable or truncated audio is skipped and named in a log line (an error under `strict`).
+with `path` relative to the manifest's folder. `id`, `path`, `text` and `duration_s` are required;
+the voicing fields (how synth-en made the utterance) are optional, so that any folder of audio
+and transcripts can be described by one. `corpora.sources.ManifestSource` serves a manifest as a
+lazy split; `load_audio` decodes one file and checks it against its recorded duration.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import pathlib
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import soundfile as sf
 
 from corpora.files import write_text_atomic
 
-SAMPLE_RATE = 16000
 # A file may differ from its recorded duration by this many samples before it counts as truncated.
 DURATION_TOLERANCE_SAMPLES = 2
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +34,15 @@ class ManifestEntry:
     path: str
     text: str
     duration_s: float
-    engine: str
-    voice: str
-    speed: float
-    pitch: float
+    engine: str = ""
+    voice: str = ""
+    speed: float = 1.0
+    pitch: float = 0.0
+
+    @property
+    def speaker(self) -> str:
+        """`engine/voice` (synth-en), or the empty string when the manifest does not say."""
+        return f"{self.engine}/{self.voice}" if self.engine or self.voice else ""
 
     def __post_init__(self):
         if not self.id or not self.path:
@@ -78,7 +81,8 @@ def load_audio(path: pathlib.Path, expected_duration_s: float | None = None) -> 
     """Reads a mono file as float32 in [-1, 1]: `(audio [N], sample_rate)`.
 
     Raises:
-      ValueError: if the file is unreadable, not mono, or shorter/longer than `expected_duration_s`.
+      ValueError: if the file is unreadable, not mono, or shorter/longer than `expected_duration_s`
+        (by more than `DURATION_TOLERANCE_SAMPLES`).
     """
     try:
         audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -89,38 +93,6 @@ def load_audio(path: pathlib.Path, expected_duration_s: float | None = None) -> 
     if expected_duration_s is not None:
         expected = round(expected_duration_s * sample_rate)
         if abs(audio.shape[0] - expected) > DURATION_TOLERANCE_SAMPLES:
-            raise ValueError(f"truncated audio {path}: {audio.shape[0]} samples, manifest says {expected}")
+            raise ValueError(f"audio {path} disagrees with its duration: {audio.shape[0]} samples, "
+                             f"manifest says {expected}")
     return audio[:, 0], sample_rate
-
-
-def read_examples(manifest_path: pathlib.Path, strict: bool = False) -> Iterator[dict]:
-    """Yields the common example dict for every readable utterance of a manifest.
-
-    Unreadable or truncated files are skipped; each is named in a warning, and a final warning
-    counts them. Under `strict` the first such file raises instead.
-
-    Raises:
-      ValueError: for a sample rate other than 16 kHz (always), or bad audio under `strict`.
-    """
-    manifest_path = pathlib.Path(manifest_path)
-    skipped = []
-    for entry in read_manifest(manifest_path):
-        try:
-            audio, sample_rate = load_audio(manifest_path.parent / entry.path, entry.duration_s)
-        except ValueError as e:
-            if strict:
-                raise
-            log.warning("skipping utterance %s: %s", entry.id, e)
-            skipped.append(entry.id)
-            continue
-        if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"utterance {entry.id!r} is sampled at {sample_rate} Hz; expected {SAMPLE_RATE}")
-        yield {
-            "id": entry.id,
-            "audio": audio,
-            "sample_rate": sample_rate,
-            "text": entry.text,
-            "speaker": f"{entry.engine}/{entry.voice}",
-        }
-    if skipped:
-        log.warning("%s: skipped %d unreadable or truncated utterance(s): %s", manifest_path, len(skipped), skipped)

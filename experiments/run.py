@@ -173,9 +173,8 @@ def score_splits(run: runs.Run, params: Any, data: ml_collections.ConfigDict, be
 
 def greedy_rtf(run: runs.Run, params: Any, data: ml_collections.ConfigDict, max_examples: int) -> float:
     """Greedy decoding seconds / audio seconds on the test split (at most 64 utterances)."""
-    examples = input_pipeline.read_examples(data, "test", max_examples or 64)
-    audio_s = sum(len(e["audio"]) / e["sample_rate"] for e in examples)
-    return latency.decode_seconds(run, params, examples) / audio_s
+    split = input_pipeline.source(data, "test", max_examples or 64)
+    return latency.decode_seconds(run, params, split) / float(split.metadata.durations_s.sum())
 
 
 def equivalent_commands(experiment: registry.Experiment, scale: registry.Scale,

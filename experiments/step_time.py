@@ -23,7 +23,8 @@ import jax
 import ml_collections
 
 import train
-from corpora.batching import BatchIterator, split_for_devices
+from corpora import batching
+from corpora.batching import split_for_devices
 from experiments import registry
 from training import config as config_lib
 from training import input_pipeline
@@ -32,8 +33,8 @@ from training import state as state_lib
 
 def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_steps: int = 2) -> float:
     """Median wall seconds of one training step of `config` (random weights; shapes are what count)."""
-    examples = input_pipeline.read_examples(config.data, config.data.train_split,
-                                            config.batch_size * (steps + warmup_steps))
+    examples = input_pipeline.source(config.data, config.data.train_split,
+                                     config.batch_size * (steps + warmup_steps))
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), examples)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
@@ -44,10 +45,13 @@ def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_
     state = state_lib.replicate(state_lib.create(params, quantizer.init(params, gq_config), optimizer, config.seed))
     train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
     step_fn = train.make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
-    iterator = BatchIterator(examples, tokenizer, config.batch_size, num_buckets=1, seed=config.seed)
+    plan = batching.make_plan(examples.metadata, tokenizer, batch_size=config.batch_size, num_buckets=1,
+                              seed=config.seed)
+    batches = batching.stream(plan, batching.BatchLoader(examples, tokenizer, plan.buckets), 0,
+                              warmup_steps + steps)
     timings = []
-    for index in range(warmup_steps + steps):
-        batch = split_for_devices(next(iterator), jax.local_device_count())
+    for index, loaded in enumerate(batches):
+        batch = split_for_devices(loaded.batch, jax.local_device_count())
         start = time.perf_counter()
         state, metrics = step_fn(state, batch)
         jax.block_until_ready((state, metrics))

@@ -16,7 +16,7 @@ def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcr
     export = tmp_path / "model.gqpk"
     output = eval_cmd.evaluate_run(str(gq_run), splits=["dev"], export=str(export))
     run = runs.load(gq_run)
-    examples = input_pipeline.read_examples(run.config.data, "dev")
+    examples = input_pipeline.source(run.config.data, "dev")
     transcribe = lambda params: evaluate.transcribe(run.model, params, examples, run.tokenizer,
                                                     run.config.features, 4)
     in_memory = transcribe(gq_jax.dequantize(run.hardened()))
@@ -53,7 +53,7 @@ def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):
 
     data, splits = eval_cmd.data_for(str(tiny_corpus / "test.jsonl"), default.get_config().data)
     assert (data.kind, splits) == ("manifest", ["test"])
-    examples = input_pipeline.read_examples(data, "test")
+    examples = input_pipeline.source(data, "test")
     assert [e["id"] for e in examples] == [e["id"] for e in synth.read_split(tiny_corpus, "test")]
     folder, splits = eval_cmd.data_for(str(tiny_corpus), default.get_config().data)
     assert (folder.kind, splits) == ("manifest", None)

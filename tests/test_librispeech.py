@@ -48,12 +48,32 @@ def test_read_folder_finds_the_split_from_any_level(dev_clean, where, split):
     assert ids == sorted(expected)
 
 
-def test_unknown_or_missing_split_is_named(dev_clean):
+def test_a_missing_split_is_named_with_the_split_folders_there(dev_clean):
     root, _ = dev_clean
-    with pytest.raises(ValueError, match="'dev-dirty'"):
+    with pytest.raises(FileNotFoundError, match="'dev-dirty'.*split folders there: \\['dev-clean'\\]"):
         list(librispeech.read_folder(root, "dev-dirty"))
     with pytest.raises(FileNotFoundError, match="'test-clean'"):
         list(librispeech.read_folder(root, "test_clean"))
+
+
+def test_a_split_folder_of_any_name_reads_like_a_librispeech_one(tmp_path):
+    utterances = fake.make_utterances(19, 198, 3, seed=4)
+    root = fake.write_split(tmp_path, "my-test", utterances)
+    assert librispeech.split_folders(root) == ["my-test"]
+    assert librispeech.is_split_folder(root / "LibriSpeech" / "my-test")
+    examples = list(librispeech.read_folder(root, "my-test"))
+    for example, utterance in zip(examples, utterances, strict=True):
+        assert_matches(example, utterance)
+
+
+def test_the_folder_index_is_a_manifest_of_header_durations_reused_until_a_transcript_changes(dev_clean):
+    root, expected = dev_clean
+    source = librispeech.folder_source(root, "dev-clean")
+    assert source.path == root / "LibriSpeech" / "dev-clean" / librispeech.MANIFEST_NAME
+    for utterance_id, duration in zip(source.metadata.ids, source.metadata.durations_s):
+        assert duration == len(expected[utterance_id].audio_int16) / 16000
+    made = source.path.stat().st_mtime_ns
+    assert librispeech.folder_source(root, "dev-clean").path.stat().st_mtime_ns == made
 
 
 def test_process_shards_are_disjoint_and_cover_the_split(dev_clean):
@@ -79,16 +99,22 @@ def test_unreadable_audio_is_skipped_and_named_or_raised_under_strict(tmp_path, 
         ids = [e["id"] for e in librispeech.read_folder(root, "dev-other")]
     assert ids == ["19-198-0000", "19-198-0002"]
     assert "19-198-0001" in caplog.text
+    with caplog.at_level(logging.WARNING):  # a later read of the cached index names it again
+        caplog.clear()
+        list(librispeech.read_folder(root, "dev-other"))
+    assert "left out 1 utterance(s)" in caplog.text and "19-198-0001" in caplog.text
     with pytest.raises(ValueError, match="'19-198-0001'"):
         list(librispeech.read_folder(root, "dev-other", strict=True))
 
 
-def test_a_transcript_line_without_text_reads_as_empty(tmp_path):
+def test_a_transcript_line_without_text_is_left_out_and_named(tmp_path, caplog):
     utterances = fake.make_utterances(19, 198, 2, seed=1)
     utterances[1] = fake.FakeUtterance(utterances[1].id, "", utterances[1].audio_int16, 16000)
     root = fake.write_split(tmp_path, "dev-other", utterances)
-    texts = [e["text"] for e in librispeech.read_folder(root)]
-    assert texts == [utterances[0].text, ""]
+    with caplog.at_level(logging.WARNING):
+        texts = [e["text"] for e in librispeech.read_folder(root)]
+    assert texts == [utterances[0].text]
+    assert f"'{utterances[1].id}': empty transcript" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +173,12 @@ def test_tfds_process_shards_are_disjoint_and_cover_the_split(prepared_tfds):
 
 @pytest.mark.slow
 def test_batches_from_tfds_hold_every_utterance_of_the_split(prepared_tfds):
-    from corpora.batching import BatchIterator
+    from corpora import batching
     from corpora.tokenizer import CharTokenizer
 
     data_dir, _, expected = prepared_tfds
     tok = CharTokenizer()
-    batches = BatchIterator(librispeech.TfdsExamples("train_clean100", data_dir), tok,
-                            batch_size=5, drop_remainder=False, num_epochs=1)
+    batches = batching.one_pass(librispeech.tfds_source("train_clean100", data_dir), tok, batch_size=5)
     texts = [tok.decode(b["labels"][r, :b["label_lengths"][r]])
              for b in batches for r in np.flatnonzero(b["mask"])]
     assert sorted(texts) == sorted(u.text for u in expected["train_clean100"].values())

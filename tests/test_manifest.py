@@ -1,13 +1,13 @@
-"""JSONL manifests and the example reader: round trip, and bad input named, skipped or refused."""
+"""JSONL manifests and their lazy source: round trip, and bad input named, skipped or refused."""
 
 import dataclasses
-import logging
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from corpora import manifest
+from corpora import batching, manifest, sources
+from corpora.tokenizer import CharTokenizer
 
 
 def _entry(i: int, **overrides) -> manifest.ManifestEntry:
@@ -47,45 +47,59 @@ def test_empty_transcript_is_refused_naming_the_utterance():
         _entry(7, text="  ")
 
 
-def test_reader_yields_the_common_example_dict_in_order(tmp_path):
+def test_source_yields_the_common_example_dict_in_order(tmp_path):
     path, entries = _corpus(tmp_path)
-    examples = list(manifest.read_examples(path))
-    assert [ex["id"] for ex in examples] == [e.id for e in entries]
-    for i, ex in enumerate(examples):
+    source = sources.ManifestSource(path)
+    assert source.metadata.ids == tuple(e.id for e in entries)
+    np.testing.assert_array_equal(source.metadata.durations_s, [0.5] * 3)
+    for i, ex in enumerate(source):
         assert ex["sample_rate"] == 16000 and ex["text"] == "HELLO WORLD" and ex["speaker"] == "flite/kal16"
         assert ex["audio"].dtype == np.float32 and ex["audio"].shape == (8000,)
         np.testing.assert_allclose(ex["audio"], (i + 1) / 10, atol=1e-4)
 
 
-def test_truncated_and_unreadable_audio_are_skipped_counted_and_named(tmp_path, caplog):
-    path, entries = _corpus(tmp_path, n=4)
+def test_voicing_fields_are_optional_for_a_user_manifest(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "path": "a.flac", "text": "HI THERE", "duration_s": 1.5}\n')
+    (entry,) = manifest.read_manifest(path)
+    assert (entry.engine, entry.speaker, entry.speed, entry.pitch) == ("", "", 1.0, 0.0)
+
+
+def _bad_corpus(tmp_path):
+    """u0 and u4 good; u1 truncated, u2 unreadable, u3 missing, u5 longer than its recorded duration."""
+    path, entries = _corpus(tmp_path, n=6)
     data = (tmp_path / entries[1].path).read_bytes()
-    (tmp_path / entries[1].path).write_bytes(data[: len(data) // 2])  # truncated FLAC
-    (tmp_path / entries[2].path).write_bytes(b"not audio at all")  # unreadable
-    with caplog.at_level(logging.WARNING, logger="corpora.manifest"):
-        ids = [ex["id"] for ex in manifest.read_examples(path)]
-    assert ids == ["u0", "u3"]
-    assert "skipping utterance u1" in caplog.text and "skipping utterance u2" in caplog.text
-    assert "skipped 2 unreadable or truncated utterance(s): ['u1', 'u2']" in caplog.text
+    (tmp_path / entries[1].path).write_bytes(data[: len(data) // 2])
+    (tmp_path / entries[2].path).write_bytes(b"not audio at all")
+    (tmp_path / entries[3].path).unlink()
+    manifest.write_manifest(path, entries[:5] + [dataclasses.replace(entries[5], duration_s=0.25)])
+    return path
 
 
-def test_a_file_shorter_than_its_manifest_duration_counts_as_truncated(tmp_path):
-    path, entries = _corpus(tmp_path, n=1)
-    manifest.write_manifest(path, [dataclasses.replace(entries[0], duration_s=0.75)])
-    assert list(manifest.read_examples(path)) == []
-    with pytest.raises(ValueError, match="truncated audio .*8000 samples, manifest says 12000"):
-        list(manifest.read_examples(path, strict=True))
+def test_missing_truncated_unreadable_and_mistimed_audio_raise_naming_utterance_and_file(tmp_path):
+    source = sources.ManifestSource(_bad_corpus(tmp_path))
+    for i, pattern in ((1, "'u1': unreadable audio .*u1.flac"), (2, "'u2': unreadable audio .*u2.flac"),
+                       (3, "'u3': unreadable audio .*u3.flac"),
+                       (5, "'u5': audio .*u5.flac disagrees with its duration: 8000 samples, manifest says 4000")):
+        with pytest.raises(ValueError, match=pattern):
+            source[i]
 
 
-def test_strict_reader_raises_on_unreadable_audio(tmp_path):
-    path, entries = _corpus(tmp_path, n=2)
-    (tmp_path / entries[1].path).unlink()
-    with pytest.raises(ValueError, match="unreadable audio .*u1.flac"):
-        list(manifest.read_examples(path, strict=True))
+def test_bad_entries_are_skipped_counted_and_named_when_batched_or_raise_under_strict(tmp_path):
+    source = sources.ManifestSource(_bad_corpus(tmp_path))
+    plan = batching.make_plan(source.metadata, CharTokenizer(), batch_size=6, num_buckets=1)
+    loader = batching.BatchLoader(source, CharTokenizer(), plan.buckets)
+    (loaded,) = batching.stream(plan, loader, 0, 1)
+    assert loaded.batch["mask"].sum() == 2
+    assert sorted(reason.split("'")[1] for reason in loaded.skipped) == ["u1", "u2", "u3", "u5"]
+    strict = batching.BatchLoader(source, CharTokenizer(), plan.buckets, strict=True)
+    with pytest.raises(ValueError, match="utterance 'u"):
+        list(batching.stream(plan, strict, 0, 1))
 
 
-def test_sample_rate_other_than_16khz_is_an_error_naming_the_utterance(tmp_path):
+def test_a_manifest_at_another_sample_rate_is_resampled_when_batched(tmp_path):
     path, _ = _corpus(tmp_path, n=1, sample_rate=8000)
-    manifest.write_manifest(path, [_entry(0)])
-    with pytest.raises(ValueError, match="'u0' is sampled at 8000 Hz; expected 16000"):
-        list(manifest.read_examples(path))
+    source = sources.ManifestSource(path)
+    plan = batching.make_plan(source.metadata, CharTokenizer(), batch_size=1, num_buckets=1)
+    (loaded,) = batching.stream(plan, batching.BatchLoader(source, CharTokenizer(), plan.buckets), 0, 1)
+    assert loaded.batch["audio_lengths"][0] == 8000 and not loaded.skipped

@@ -1,7 +1,7 @@
 """Orbax checkpoints in `workdir/checkpoints`: the TrainState plus the data-iterator position.
 
 Each checkpoint holds two items: "state" (the whole `TrainState` pytree: step, params, quantizer
-state, optimizer state, RNG) and "data" (JSON: `BatchIterator.state()`). The config that made them
+state, optimizer state, RNG) and "data" (JSON: `corpora.batching.BatchPlan.state(next batch)`). The config that made them
 is `workdir/config.json`; `check_compatible` compares a new config with it before anything in the
 workdir is written, so a run with another model or quantizer cannot overwrite or misread it.
 Orbax writes each step to a temporary folder and renames it when complete, so a process killed
@@ -66,7 +66,7 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def save(mngr: ocp.CheckpointManager, state: Any, data_state: dict[str, int]) -> None:
+def save(mngr: ocp.CheckpointManager, state: Any, data_state: dict[str, Any]) -> None:
     """Saves host copies of `state` (unreplicated) and the iterator position at `state.step`."""
     host = jax.device_get(state)
     mngr.save(int(host.step), args=ocp.args.Composite(
@@ -74,7 +74,7 @@ def save(mngr: ocp.CheckpointManager, state: Any, data_state: dict[str, int]) ->
 
 
 def restore(mngr: ocp.CheckpointManager, target: Any, step: int | None = None
-            ) -> tuple[Any, dict[str, int]]:
+            ) -> tuple[Any, dict[str, Any]]:
     """(state shaped like `target`, iterator position) of checkpoint `step` (default: latest)."""
     step = mngr.latest_step() if step is None else step
     if step is None or step not in mngr.all_steps():

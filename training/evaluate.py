@@ -7,13 +7,14 @@ WER = (S + D + I) / N over words, CER the same over characters.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jiwer
 import ml_collections
 import numpy as np
 
+from corpora import sources
 from models import decoding
 from models.transducer_parts import Transducer
 from training import input_pipeline
@@ -41,10 +42,11 @@ class _Frozen:
         return isinstance(other, _Frozen) and self._key == other._key
 
 
-def transcribe(model: Transducer, params: Any, examples: Sequence[dict[str, Any]], tokenizer,
+def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
                features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1
                ) -> tuple[list[str], list[str]]:
-    """(references, hypotheses) for `examples`, greedy (`beam` = 1) or modified beam search.
+    """(references, hypotheses) for the utterances of `split`, greedy (`beam` = 1) or modified
+    beam search (audio is decoded batch by batch, never the whole split at once).
 
     References are the tokenizer's round trip of each transcript, i.e. the text the model can
     produce. The order is the batching order (bucket by bucket), the same for every model.
@@ -52,7 +54,7 @@ def transcribe(model: Transducer, params: Any, examples: Sequence[dict[str, Any]
     variables = {"params": params}
     frozen = _Frozen(features_config)
     refs, hyps = [], []
-    for batch in input_pipeline.eval_batches(examples, tokenizer, batch_size):
+    for batch in input_pipeline.eval_batches(split, tokenizer, batch_size):
         feats, lengths = _features({k: batch[k] for k in ("audio", "audio_lengths")}, frozen)
         if beam == 1:
             result = decoding.greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)

@@ -1,81 +1,115 @@
-"""Corpus -> example lists -> padded batches (host, numpy) -> log-mel features (device, jit).
+"""Config -> lazy sources -> batch plan -> streamed padded batches (host) -> log-mel features (device).
 
-`read_examples(data, split)` reads any supported corpus into the common example dicts;
-`make_tokenizer` builds (or reloads from the workdir) the tokenizer; `features` is the pure
-on-device front end used inside the train and eval steps.
+`source(data, split)` opens any supported corpus split (or a `+`-joined union of splits) as a
+lazy `corpora.sources.Source`; `make_tokenizer` builds (or reloads from the workdir) the
+tokenizer from transcripts alone; `train_plan` and `train_stream` plan and stream the training
+batches (`corpora.batching`); `eval_batches` is one ordered pass for scoring; `features` is the
+pure on-device front end used inside the train and eval steps.
 """
 
 from __future__ import annotations
 
-import itertools
 import pathlib
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from corpora import asterisk, librispeech, manifest, synth
+from corpora import asterisk, batching, librispeech, sources
 from corpora import tokenizer as tokenizers
-from corpora.batching import Batch, BatchIterator
+from corpora.batching import Batch, BatchLoader, BatchPlan, LoadedBatch
 from models import frontend
 
 TOKENIZER_FILE = "tokenizer.json"
+KINDS = ("synth", "manifest", "librispeech_folder", "librispeech_tfds")
+# Feature frames an encoder needs to emit at least one frame: the Conformer's two stride-2 3x3
+# convolutions need 7 (`models.conformer.subsampled_lengths`), the RNN-T's frame stacking 1.
+MIN_INPUT_FRAMES = {"rnnt": 1, "conformer": 7}
+FRAME_SAMPLES, HOP_SAMPLES = 400, 160  # 25 ms windows every 10 ms at 16 kHz (models.frontend)
 
 
-def read_examples(data: ml_collections.ConfigDict, split: str, limit: int = 0) -> Sequence[dict[str, Any]]:
-    """The example dicts of `split` of the corpus `data.kind` at `data.path` (first `limit`; 0: all).
-
-    Every process reads the whole split (the global batch is sliced per process later), so a
-    multi-host run sees the same batches as one process. TFDS splits stay lazy (random access).
-
-    Kinds: "synth" (a synth-en folder), "manifest" (`data.path` is a folder of `<split>.jsonl`
-    manifests), "librispeech_folder" (LibriSpeech layout), "librispeech_tfds". The split "real"
-    is always the Asterisk prompts, whatever the kind.
-    """
+def _one_split(data: ml_collections.ConfigDict, split: str) -> sources.Source:
     if split == "real":
-        examples: Any = asterisk.read_split("real")
-    elif data.kind == "synth":
-        examples = synth.read_split(pathlib.Path(data.path), split)
-    elif data.kind == "manifest":
+        return sources.ExampleSource(list(asterisk.read_split("real")), name="asterisk:real")
+    if data.kind in ("synth", "manifest"):
         path = pathlib.Path(data.path) / f"{split}.jsonl"
         if not path.exists():
-            raise FileNotFoundError(f"no manifest {path} for split {split!r}")
-        examples = manifest.read_examples(path)
-    elif data.kind == "librispeech_folder":
-        examples = librispeech.read_folder(data.path, split, process_index=0, process_count=1)
-    elif data.kind == "librispeech_tfds":
-        tfds_examples = librispeech.TfdsExamples(split, data.path or None)
-        return tfds_examples if not limit else [tfds_examples[i] for i in range(min(limit, len(tfds_examples)))]
-    else:
-        raise ValueError(f"config.data.kind={data.kind!r}; expected synth, manifest, "
-                         "librispeech_folder or librispeech_tfds")
-    return list(itertools.islice(examples, limit or None))
+            hint = (f"; build the corpus with `python -m corpora.synth --out {data.path}`"
+                    if data.kind == "synth" else "")
+            raise FileNotFoundError(f"no manifest {path} for split {split!r}{hint}")
+        return sources.ManifestSource(path)
+    if data.kind == "librispeech_folder":
+        return librispeech.folder_source(data.path, split)
+    if data.kind == "librispeech_tfds":
+        return librispeech.tfds_source(split, data.path or None)
+    raise ValueError(f"config.data.kind={data.kind!r}; expected one of {KINDS}")
+
+
+def source(data: ml_collections.ConfigDict, split: str, limit: int = 0) -> sources.Source:
+    """Split `split` of the corpus `data.kind` at `data.path`, lazily (first `limit`; 0: all).
+
+    `split` may join several with `+` (`train_clean100+train_clean360`): their union, in that
+    order. Kinds: "synth" (a synth-en folder) and "manifest" (`data.path` holds `<split>.jsonl`),
+    "librispeech_folder" (LibriSpeech layout, any split folder name), "librispeech_tfds". The
+    split "real" is always the Asterisk prompts, whatever the kind.
+    """
+    names = [s.strip() for s in split.split("+")]
+    if not all(names):
+        raise ValueError(f"split {split!r} has an empty part; join split names with '+'")
+    parts = [_one_split(data, name) for name in names]
+    return (parts[0] if len(parts) == 1 else sources.ConcatSource(parts)).take(limit)
 
 
 def make_tokenizer(data: ml_collections.ConfigDict, workdir: pathlib.Path,
-                   train_examples: list[dict[str, Any]]) -> tokenizers.Tokenizer:
+                   train: sources.Source) -> tokenizers.Tokenizer:
     """The workdir's tokenizer if saved, else a new one (char, or sentencepiece trained on the
-    training transcripts) saved there, so that resumed runs and eval.py use the same ids."""
+    training transcripts, read from the metadata: no audio is decoded) saved there, so that
+    resumed runs and eval.py use the same ids."""
     path = pathlib.Path(workdir) / TOKENIZER_FILE
     if path.exists():
         return tokenizers.load(path)
     if data.tokenizer == "char":
-        tokenizer: Any = tokenizers.CharTokenizer()
+        tokenizer: tokenizers.Tokenizer = tokenizers.CharTokenizer()
     elif data.tokenizer == "sentencepiece":
-        tokenizer = tokenizers.SentencePieceTokenizer.train(
-            (e["text"] for e in train_examples), vocab_size=data.vocab_size)
+        tokenizer = tokenizers.SentencePieceTokenizer.train(train.metadata.texts,
+                                                            vocab_size=data.vocab_size)
     else:
         raise ValueError(f"config.data.tokenizer={data.tokenizer!r}; expected char or sentencepiece")
     tokenizer.save(path)
     return tokenizer
 
 
-def eval_batches(examples: list[dict[str, Any]], tokenizer: tokenizers.Tokenizer, batch_size: int,
+def min_samples_for(model_name: str) -> int:
+    """Fewest audio samples whose features give the model's encoder at least one output frame."""
+    return FRAME_SAMPLES + (MIN_INPUT_FRAMES[model_name] - 1) * HOP_SAMPLES
+
+
+def train_plan(config: ml_collections.ConfigDict, train: sources.Source,
+               tokenizer: tokenizers.Tokenizer, min_samples: int = 1) -> BatchPlan:
+    """The shuffled training plan: `config.batch_size` rows per batch, or with
+    `config.data.max_batch_seconds` > 0 as many rows (a multiple of the device count) as fit."""
+    return batching.make_plan(
+        train.metadata, tokenizer, batch_size=config.batch_size,
+        max_batch_seconds=config.data.max_batch_seconds, num_buckets=config.data.num_buckets,
+        row_multiple=jax.device_count(), seed=config.seed, min_samples=min_samples,
+        process_count=jax.process_count())
+
+
+def train_stream(config: ml_collections.ConfigDict, plan: BatchPlan, train: sources.Source,
+                 tokenizer: tokenizers.Tokenizer, start: int) -> Iterator[LoadedBatch]:
+    """This process's rows of global batches start, ..., num_train_steps - 1, loaded by
+    `config.data.num_workers` worker processes."""
+    loader = BatchLoader(train, tokenizer, plan.buckets, jax.process_index(), jax.process_count(),
+                         strict=config.data.strict)
+    return batching.stream(plan, loader, start, config.num_train_steps,
+                           num_workers=config.data.num_workers, prefetch=config.data.prefetch)
+
+
+def eval_batches(split: sources.Source, tokenizer: tokenizers.Tokenizer, batch_size: int,
                  num_buckets: int = 4) -> Iterator[Batch]:
-    """One pass over `examples` in a fixed order, in padded bucketed batches (mask marks rows)."""
-    return BatchIterator(examples, tokenizer, batch_size, num_buckets=num_buckets, shuffle=False,
-                         drop_remainder=False, num_epochs=1)
+    """One pass over `split` in a fixed order, in padded bucketed batches (mask marks rows)."""
+    return batching.one_pass(split, tokenizer, batch_size, num_buckets)
 
 
 def features(batch: Batch, config: ml_collections.ConfigDict, key: jax.Array | None = None
