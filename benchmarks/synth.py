@@ -1,12 +1,16 @@
 """synth-en generation speed: seconds of audio generated per wall-clock second (x real time).
 
-    python benchmarks/synth.py [--count N] [--jobs J] [--seed S]
+    python benchmarks/synth.py [--count N] [--jobs J] [--seed S] [--size NAME]
 
 Builds a fresh corpus of N train utterances (the seen-voice mix: flite 40 %, festival 30 %,
 espeak-ng 30 %) in a temporary folder with `corpora.synth.build` over J worker processes, and
 prints the audio duration, the wall time and their ratio. The baseline is real time (1x); the
 goal is >= 50x on 2 cores, so run it on an otherwise idle machine. A second pass over the same
 folder measures the resume check (it must render nothing).
+
+With `--size NAME` it instead renders N utterances drawn at random from that size's plan (its
+vocabulary, voices, speeds and pitches) and projects the size's hours of training audio and its
+build time from them, without building it: `--size large --count 240` takes about 30 s.
 """
 
 from __future__ import annotations
@@ -17,10 +21,35 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+import soundfile as sf
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from corpora import synth, text  # noqa: E402
 
 GOAL_X_REAL_TIME = 50.0
+
+
+def project_size(size: str, count: int, seed: int, jobs: int) -> None:
+    """Renders `count` random utterances of `size`'s plan; prints its projected train hours and build time."""
+    counts, vocab_size = synth.SIZES[size].counts, synth.SIZES[size].vocab_size
+    utterances = synth.plan(counts, seed, vocab_size)
+    sample = [utterances[i] for i in np.random.default_rng(seed).permutation(len(utterances))[:count]]
+    with tempfile.TemporaryDirectory(prefix="synth-bench-") as out:
+        for split in counts:
+            (pathlib.Path(out) / split).mkdir()
+        start = time.perf_counter()
+        synth.render_all(sample, pathlib.Path(out), seed, None, jobs, progress=False)
+        wall_s = time.perf_counter() - start
+        duration_s = np.array([sf.info(str(pathlib.Path(out) / u.relative_path)).duration for u in sample])
+    train = np.array([u.split == "train" for u in sample])
+    train_h = duration_s[train].mean() * counts["train"] / 3600
+    print(f"size {size}: {len(utterances)} utterances ({counts['train']} train), sample {len(sample)}, jobs {jobs}")
+    print(f"mean {duration_s.mean():.2f} s/utterance ({duration_s.sum() / wall_s:.1f}x real time, "
+          f"{wall_s / len(sample) * 1000:.0f} ms/utterance)")
+    print(f"projected: {train_h:.1f} h of training audio "
+          f"(+- {1.96 * duration_s[train].std() / np.sqrt(train.sum()) * counts['train'] / 3600:.1f} h, 95 %), "
+          f"build {wall_s / len(sample) * len(utterances) / 60:.0f} min")
 
 
 def main() -> None:
@@ -28,8 +57,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=96)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=sorted(synth.SIZES), help="project this size from a sample of its plan")
     args = parser.parse_args()
     text.sentence_pool()  # read the text packages before timing (once per process, ~3 s)
+    if args.size:
+        project_size(args.size, args.count, args.seed, args.jobs)
+        return
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as out:
         start = time.perf_counter()
         report = synth.build(pathlib.Path(out), {"train": args.count}, args.seed, args.jobs, progress=False)

@@ -1,6 +1,6 @@
 """synth-en: a speech corpus synthesised locally by real TTS engines, the project's default corpus.
 
-    python -m corpora.synth --out DIR --size tiny|small|full [--seed N] [--jobs N]
+    python -m corpora.synth --out DIR --size tiny|small|full|large [--seed N] [--jobs N]
                             [--far-field [--rt60-s S] [--snr-db DB]]
 
 Writes `DIR/<split>/<id>.flac` (16 kHz mono), `DIR/<split>.jsonl` manifests (see
@@ -11,6 +11,11 @@ voice, speed and pitch of each utterance, so the same seed gives the same corpus
 only renders files that are missing (files are written atomically, so an interrupted run
 resumes). `test_other` is read only by voices held out of training. flite and festival read at
 least `1 - ESPEAK_SHARE` (70 %) of every seen-voice split and 60 % of `test_other`.
+
+A size (`SIZES`) names the utterances per split and the closed vocabulary its sentences come
+from: tiny, small and full read the 3,000-word pool; `large` (about 44 h of training audio, every
+sentence distinct) reads the 30,000-word pool, and its README states how much of the real split
+(the Asterisk prompts) is out of its vocabulary.
 """
 
 from __future__ import annotations
@@ -30,14 +35,29 @@ import numpy as np
 import soundfile as sf
 import tqdm
 
-from corpora import farfield, manifest, text, tts
+from corpora import asterisk, deps, farfield, manifest, text, tts
 from corpora.tts import Voice
 
 SPLITS = ("train", "dev", "test", "test_other")
-SIZES: Mapping[str, Mapping[str, int]] = {
-    "tiny": {"train": 40, "dev": 8, "test": 8, "test_other": 8},
-    "small": {"train": 1500, "dev": 200, "test": 200, "test_other": 200},
-    "full": {"train": 5000, "dev": 300, "test": 300, "test_other": 300},
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """A corpus size: utterances per split, drawn from `text.sentence_pool(vocab_size)`."""
+
+    counts: Mapping[str, int]
+    vocab_size: int = text.VOCAB_SIZE
+
+
+# `large`: the 30,000-word pool holds 61,820 sentences, enough for every split to be distinct; at
+# ~3.0 s per utterance (9.3 words on average) 52,000 training sentences make ~44 h, and 2,500
+# test sentences ~23,000 words (>= 20,000, so a 5 % WER has a standard error near 0.15 points).
+LARGE_VOCAB_SIZE = 30_000
+SIZES: Mapping[str, Size] = {
+    "tiny": Size({"train": 40, "dev": 8, "test": 8, "test_other": 8}),
+    "small": Size({"train": 1500, "dev": 200, "test": 200, "test_other": 200}),
+    "full": Size({"train": 5000, "dev": 300, "test": 300, "test_other": 300}),
+    "large": Size({"train": 52_000, "dev": 1_200, "test": 2_500, "test_other": 2_500}, LARGE_VOCAB_SIZE),
 }
 _SEEN_ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
 _HELD_OUT_ESPEAK_ACCENTS = ("en-gb-scotland", "en-029")
@@ -98,12 +118,15 @@ def plan_split(split: str, sentences: Sequence[str], rng: np.random.Generator) -
     return utterances
 
 
-def plan(counts: Mapping[str, int], seed: int) -> list[Utterance]:
-    """Every utterance of the corpus, drawn deterministically from `seed`; sentences disjoint across splits."""
+def plan(counts: Mapping[str, int], seed: int, vocab_size: int = text.VOCAB_SIZE) -> list[Utterance]:
+    """Every utterance of the corpus, drawn deterministically from `seed` out of the `vocab_size`-word pool.
+
+    Sentences are disjoint across splits.
+    """
     unknown = set(counts) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; expected a subset of {SPLITS}")
-    sentences = text.disjoint_splits(text.sentence_pool(), counts, seed)
+    sentences = text.disjoint_splits(text.sentence_pool(vocab_size), counts, seed)
     return [
         u
         for index, split in enumerate(counts)
@@ -182,8 +205,49 @@ def check_plan_file(out_dir: pathlib.Path, options: dict) -> None:
         path.write_text(json.dumps(options, indent=1, sort_keys=True) + "\n")
 
 
-def readme(utterances: Sequence[Utterance], entries: Sequence[manifest.ManifestEntry], options: dict) -> str:
-    """README.md of a corpus folder: how it was made, counts, hours and voices per split."""
+def real_split_texts() -> list[str] | None:
+    """Transcripts of the `real` split (`corpora.asterisk`), or None when its packages are not installed."""
+    try:
+        return [example["text"] for example in asterisk.read_split("real")]
+    except deps.MissingPackageError:
+        return None
+
+
+def vocabulary_lines(utterances: Sequence[Utterance], vocab_size: int, real_texts: Sequence[str] | None) -> list[str]:
+    """README lines on the vocabulary and on the `real` split's out-of-vocabulary rate against it.
+
+    Two rates: against the words of the training sentences (what a model has heard) and against
+    the `vocab_size`-word closed vocabulary that all splits are drawn from.
+    """
+    train_words = {w for u in utterances if u.split == "train" for w in u.text.split()}
+    lines = [
+        f"- Vocabulary: the {vocab_size:,} most frequent words of the readable sentences"
+        f" (`corpora.text.sentence_pool({vocab_size})`, {len(text.sentence_pool(vocab_size)):,} sentences);"
+        f" the training sentences use {len(train_words):,} distinct words.",
+    ]
+    if real_texts is None:
+        packages = " ".join(asterisk.PACKAGES)
+        return lines + [f"- Out of vocabulary on the `real` split: not measured (apt-get install -y {packages})."]
+    n_words = sum(len(s.split()) for s in real_texts)
+    return lines + [
+        f"- Out of vocabulary on the `real` split (Asterisk prompts, {len(real_texts)} prompts, {n_words:,} words):"
+        f" {100 * text.oov_rate(real_texts, train_words):.1f} % of its words are not in the training sentences,"
+        f" {100 * text.oov_rate(real_texts, text.pool_vocabulary(vocab_size)):.1f} % not in the"
+        f" {vocab_size:,}-word vocabulary.",
+    ]
+
+
+def readme(
+    utterances: Sequence[Utterance],
+    entries: Sequence[manifest.ManifestEntry],
+    options: dict,
+    vocab_size: int = text.VOCAB_SIZE,
+    real_texts: Sequence[str] | None = None,
+) -> str:
+    """README.md of a corpus folder: how it was made, vocabulary, counts, hours and voices per split.
+
+    `real_texts` (the `real` split's transcripts, see `real_split_texts`) give its OOV rates.
+    """
     size = options["size"]
     far = options["far_field"]
     command = f"python -m corpora.synth --out DIR --size {size} --seed {options['seed']}" + (
@@ -203,8 +267,9 @@ def readme(utterances: Sequence[Utterance], entries: Sequence[manifest.ManifestE
         f"- Speed (tempo) uniform in {SPEED_RANGE}, pitch uniform in {PITCH_RANGE_SEMITONES} semitones (sox)",
         "- Audio: 16 kHz mono 16-bit FLAC under `<split>/`; manifests `<split>.jsonl`.",
         "- Sentences: WordNet examples, fortunes and the KJV Bible (Debian packages), normalised to A-Z, space",
-        f"  and apostrophe, {text.MIN_WORDS}-{text.MAX_WORDS} words, {text.VOCAB_SIZE}-word closed vocabulary,"
+        f"  and apostrophe, {text.MIN_WORDS}-{text.MAX_WORDS} words, {vocab_size:,}-word closed vocabulary,"
         " disjoint across splits.",
+        *vocabulary_lines(utterances, vocab_size, real_texts),
         "",
         "| split | utterances | hours | voices (utterances) |",
         "|---|---|---|---|",
@@ -242,10 +307,14 @@ def build(
     far_field: farfield.FarField | None = None,
     progress: bool = True,
 ) -> BuildReport:
-    """Builds (or completes) a synth-en corpus in `out_dir`; `size` is a name in SIZES or split counts."""
+    """Builds (or completes) a synth-en corpus in `out_dir`.
+
+    `size` is a name in SIZES (its counts and vocabulary) or split counts (3,000-word vocabulary).
+    """
     if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
-    counts = SIZES[size] if isinstance(size, str) else dict(size)
+    counts = dict(SIZES[size].counts) if isinstance(size, str) else dict(size)
+    vocab_size = SIZES[size].vocab_size if isinstance(size, str) else text.VOCAB_SIZE
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     out_dir = pathlib.Path(out_dir)
@@ -255,7 +324,7 @@ def build(
         "far_field": dataclasses.asdict(far_field) if far_field else None,
     }
     check_plan_file(out_dir, options)
-    utterances = plan(counts, seed)
+    utterances = plan(counts, seed, vocab_size)
     for split in counts:
         (out_dir / split).mkdir(exist_ok=True)
     todo = [u for u in utterances if not (out_dir / u.relative_path).exists()]
@@ -263,7 +332,7 @@ def build(
     entries = [manifest_entry(u, out_dir) for u in utterances]
     for split in counts:
         manifest.write_manifest(out_dir / f"{split}.jsonl", [e for u, e in zip(utterances, entries) if u.split == split])
-    (out_dir / "README.md").write_text(readme(utterances, entries, options))
+    (out_dir / "README.md").write_text(readme(utterances, entries, options, vocab_size, real_split_texts()))
     return BuildReport(generated=len(todo), total=len(utterances), audio_s=sum(e.duration_s for e in entries))
 
 

@@ -1,9 +1,12 @@
 """synth-en: the plan (voices, shares, determinism), rendering and resuming, sox effects, far-field.
 
-The session fixture `tiny_corpus` (tests/conftest.py) builds the tiny corpus once per session.
+The session fixture `tiny_corpus` (tests/conftest.py) builds the tiny corpus once per session;
+the `large` size is checked on its plan only (rendering it takes an hour).
 """
 
 import collections
+import functools
+import hashlib
 import pathlib
 import shutil
 
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpora import deps, farfield, manifest, synth, tts
+from corpora import deps, farfield, manifest, synth, text, tts
 
 
 def _audio(path: pathlib.Path) -> np.ndarray:
@@ -19,7 +22,7 @@ def _audio(path: pathlib.Path) -> np.ndarray:
 
 
 def test_tiny_corpus_yields_16khz_examples_matching_the_manifests(tiny_corpus):
-    for split, count in synth.SIZES["tiny"].items():
+    for split, count in synth.SIZES["tiny"].counts.items():
         entries = manifest.read_manifest(tiny_corpus / f"{split}.jsonl")
         examples = list(synth.read_split(tiny_corpus, split, strict=True))
         assert len(examples) == len(entries) == count
@@ -30,15 +33,47 @@ def test_tiny_corpus_yields_16khz_examples_matching_the_manifests(tiny_corpus):
             assert ex["text"] == entry.text and ex["speaker"] == f"{entry.engine}/{entry.voice}"
 
 
-def test_readme_states_command_seed_and_counts(tiny_corpus):
+def test_readme_states_command_seed_counts_and_vocabulary(tiny_corpus):
     readme = (tiny_corpus / "README.md").read_text()
     assert "python -m corpora.synth --out DIR --size tiny --seed 0" in readme
-    for split, count in synth.SIZES["tiny"].items():
+    for split, count in synth.SIZES["tiny"].counts.items():
         assert f"| {split} | {count} |" in readme
+    assert "3,000-word closed vocabulary" in readme and "Out of vocabulary on the `real` split" in readme
 
 
-def test_splits_share_no_sentences():
-    utterances = synth.plan(synth.SIZES["full"], seed=0)
+def test_readme_oov_rates_count_real_words_outside_the_training_words_and_the_vocabulary():
+    utterances = synth.plan(synth.SIZES["tiny"].counts, seed=0)
+    train_word = next(u for u in utterances if u.split == "train").text.split()[0]
+    vocab_word = next(w for w in sorted(text.pool_vocabulary()) if w not in {
+        w for u in utterances if u.split == "train" for w in u.text.split()})
+    real = [f"{train_word} {vocab_word} XYZZYQ", f"{train_word} XYZZYQ"]  # 5 words: 3 unheard, 2 outside V
+    lines = synth.vocabulary_lines(utterances, text.VOCAB_SIZE, real)
+    assert "2 prompts, 5 words): 60.0 % of its words are not in the training sentences, 40.0 % not in the 3,000" in lines[1]
+    assert "not measured (apt-get install" in synth.vocabulary_lines(utterances, text.VOCAB_SIZE, None)[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _plan(size: str, seed: int) -> tuple[synth.Utterance, ...]:
+    return tuple(synth.plan(synth.SIZES[size].counts, seed, synth.SIZES[size].vocab_size))
+
+
+def _plan_digest(utterances) -> str:
+    h = hashlib.sha256()
+    for u in utterances:
+        h.update(f"{u.id}|{u.text}|{u.voice.engine}/{u.voice.name}|{u.speed}|{u.pitch}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("size,digest", [
+    ("tiny", "4eedc0e835adcb92"), ("small", "9ec2d24071e2cb45"), ("full", "a1218407e04b708b")])
+def test_tiny_small_and_full_plans_are_those_their_built_corpora_were_made_from(size, digest):
+    # Digests of the seed-0 plans before sizes carried a vocabulary: a change would orphan built corpora.
+    assert _plan_digest(_plan(size, 0)) == digest
+
+
+@pytest.mark.parametrize("size", ["full", "large"])
+def test_splits_share_no_sentences(size):
+    utterances = _plan(size, 0)
     by_split = collections.defaultdict(set)
     for u in utterances:
         by_split[u.split].add(u.text)
@@ -46,19 +81,43 @@ def test_splits_share_no_sentences():
 
 
 def test_plan_is_deterministic_for_a_seed_and_differs_across_seeds():
-    assert synth.plan(synth.SIZES["tiny"], seed=3) == synth.plan(synth.SIZES["tiny"], seed=3)
-    assert synth.plan(synth.SIZES["tiny"], seed=3) != synth.plan(synth.SIZES["tiny"], seed=4)
+    assert synth.plan(synth.SIZES["tiny"].counts, seed=3) == synth.plan(synth.SIZES["tiny"].counts, seed=3)
+    assert synth.plan(synth.SIZES["tiny"].counts, seed=3) != synth.plan(synth.SIZES["tiny"].counts, seed=4)
 
 
-@pytest.mark.parametrize("size", ["tiny", "small", "full"])
+def test_large_has_40000_distinct_training_sentences_and_test_splits_of_20000_words():
+    utterances = _plan("large", 0)
+    split_of = collections.defaultdict(list)
+    for u in utterances:
+        split_of[u.split].append(u.text)
+    assert len(set(split_of["train"])) >= 40_000
+    assert len(split_of["dev"]) >= 1_000
+    for split in ("test", "test_other"):
+        assert len(split_of[split]) >= 2_000
+        assert sum(len(s.split()) for s in split_of[split]) >= 20_000, split
+
+
+def test_large_reads_its_larger_vocabulary_with_speed_and_pitch_varied():
+    utterances = _plan("large", 0)
+    vocab = text.pool_vocabulary(synth.SIZES["large"].vocab_size)
+    words = {w for u in utterances for w in u.text.split()}
+    assert words <= vocab and len(words) > 4 * text.VOCAB_SIZE
+    speeds, pitches = np.array([u.speed for u in utterances]), np.array([u.pitch for u in utterances])
+    for values, (low, high) in ((speeds, synth.SPEED_RANGE), (pitches, synth.PITCH_RANGE_SEMITONES)):
+        assert low <= values.min() < low + 0.01 * (high - low) and high - 0.01 * (high - low) < values.max() <= high
+        assert np.std(values) == pytest.approx((high - low) / np.sqrt(12), rel=0.02)  # uniform
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "full", "large"])
 def test_flite_and_festival_read_at_least_60_percent_of_every_split(size):
     for split in synth.SPLITS:
-        engines = [u.voice.engine for u in synth.plan(synth.SIZES[size], seed=1) if u.split == split]
+        engines = [u.voice.engine for u in _plan(size, 1) if u.split == split]
         assert sum(e != "espeak-ng" for e in engines) / len(engines) >= 0.6
 
 
-def test_test_other_is_read_only_by_held_out_voices():
-    utterances = synth.plan(synth.SIZES["full"], seed=0)
+@pytest.mark.parametrize("size", ["full", "large"])
+def test_test_other_is_read_only_by_held_out_voices(size):
+    utterances = _plan(size, 0)
     other = {u.voice for u in utterances if u.split == "test_other"}
     seen = {u.voice for u in utterances if u.split != "test_other"}
     assert not other & seen

@@ -49,6 +49,20 @@ def test_pool_sentences_are_readable_unique_and_in_a_closed_vocabulary():
     assert len({w for s in pool for w in s.split()}) <= text.VOCAB_SIZE
 
 
+def test_a_larger_vocabulary_keeps_every_smaller_pool_sentence_and_adds_more():
+    small, large = text.sentence_pool(), text.sentence_pool(30_000)
+    assert set(small) < set(large) <= set(text.readable_sentences())
+    assert len(text.pool_vocabulary(30_000)) == 30_000 and text.pool_vocabulary() < text.pool_vocabulary(30_000)
+    assert text.pool_vocabulary(30_000).issuperset(w for s in large for w in s.split())
+    assert len(large) > 60_000
+
+
+def test_oov_rate_is_the_share_of_word_tokens_outside_the_vocabulary():
+    assert text.oov_rate(["A B C", "A D"], {"A", "B"}) == pytest.approx(2 / 5)  # C, D of A B C A D
+    assert text.oov_rate(["A A A"], {"A"}) == 0.0 and text.oov_rate(["X Y"], set()) == 1.0
+    assert text.oov_rate([], {"A"}) == 0.0
+
+
 def test_every_source_contributes_to_the_pool():
     pool = set(text.sentence_pool())
     for source in (text.wordnet_sentences, text.fortune_sentences, text.bible_sentences):
