@@ -13,5 +13,7 @@ def get_config():
         predictor_embed_dim=256, predictor_hidden_size=640, joint_dim=640))
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 10000
+    # "channel": one scale per output channel (gq_jax.default_channel_axes): per (head, head_dim) for
+    # the attention's query/key/value/position kernels, per output for the rest (convs included).
     config.quant.rules = ((r"encoder/.*kernel", 4, "channel"), (r".*kernel", 8, "channel"))
     return config

@@ -19,6 +19,8 @@ def get_config():
     config.num_train_steps = 30000
     config.eval_every_steps = 2000
     config.checkpoint_every_steps = 1000
+    # "channel": one scale per output channel (gq_jax.default_channel_axes): per (head, head_dim) for
+    # the attention's query/key/value/position kernels, per output for the rest (convs included).
     config.quant.rules = ((r"encoder/.*kernel", 4, "channel"), (r".*kernel", 8, "channel"))
     config.quant.alpha.end_step = 5000
     return config

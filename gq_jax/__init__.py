@@ -18,7 +18,7 @@ from gq_jax.artifact import (
     size_report,
 )
 from gq_jax.companding import compress, expand
-from gq_jax.config import GQConfig, Rule, Summary, summary, unused_rules
+from gq_jax.config import GQConfig, Rule, Summary, default_channel_axes, summary, unused_rules
 from gq_jax.methods import METHODS, Quantizer, get_method
 from gq_jax.packed import FORMAT_VERSION, load_packed, pack_bits, save_packed, unpack_bits
 from gq_jax.quantizer import QuantState, init, project_centroids, quantize_params, snap, snap_to
@@ -35,6 +35,7 @@ __all__ = [
     "Summary",
     "baselines",
     "compress",
+    "default_channel_axes",
     "dequantize",
     "expand",
     "get_method",

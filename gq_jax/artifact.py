@@ -3,8 +3,11 @@
 A hardened leaf stores, for W of shape S with b bits:
   indices  [S] uint8, each < 2**b        (bit-packed at b bits per weight in the packed file)
   codebook [K] float32, K <= 2**b          (the centroids in normalised-weight units, expand(c))
-  scale    [] or [C] float32               (per tensor, or per last-axis channel)
-and W = codebook[indices] · scale, cast to W's dtype. Every quantizer (GQ and the baselines)
+  scale    float32, broadcastable to [S]   ([] per tensor; per output channel, S's sizes on the
+                                           channel axes and 1 elsewhere, leading 1s dropped: [out]
+                                           for Dense [in, out], [heads, head_dim] for a DenseGeneral
+                                           [D, heads, head_dim]; `check_scale_shape`)
+and W = codebook[indices] · scale (numpy broadcasting), cast to W's dtype. Every quantizer (GQ and the baselines)
 produces this artifact, so one size report compares them all.
 """
 
@@ -21,7 +24,7 @@ import numpy as np
 from gq_jax.assignment import nearest_index
 from gq_jax.companding import expand
 from gq_jax.config import GQConfig, Rule, leaves_with_paths
-from gq_jax.quantizer import QuantState, centroids_for, companded, map_matched_leaves
+from gq_jax.quantizer import QuantState, centroids_for, leaf_companded, map_matched_leaves
 
 FLOAT32_BYTES = 4
 
@@ -61,7 +64,7 @@ def harden(params: Any, state: QuantState, config: GQConfig) -> Any:
 
     def harden_leaf(path: str, leaf: Any, rule: Rule) -> QuantizedArray:
         centroids = centroids_for(path, rule, state)
-        v, s = companded(jnp.asarray(leaf), rule.granularity, config.mu)
+        v, s = leaf_companded(path, leaf, rule, config.mu)
         indices = nearest_index(v.ravel(), centroids).reshape(np.shape(leaf))
         return QuantizedArray(
             indices=indices.astype(jnp.uint8),
@@ -73,6 +76,15 @@ def harden(params: Any, state: QuantState, config: GQConfig) -> Any:
         )
 
     return map_matched_leaves(harden_leaf, params, config)
+
+
+def check_scale_shape(scale_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """ValueError unless scales of `scale_shape` broadcast to `shape` without changing it (each of
+    its axes, aligned from the right, is 1 or the weight's size there)."""
+    trailing = shape[len(shape) - len(scale_shape):] if scale_shape else ()
+    if len(scale_shape) > len(shape) or any(s not in (1, n) for s, n in zip(scale_shape, trailing)):
+        raise ValueError(f"scales of shape {tuple(scale_shape)} do not broadcast to weights of shape "
+                         f"{tuple(shape)}")
 
 
 def dequantize_leaf(q: QuantizedArray) -> jax.Array:

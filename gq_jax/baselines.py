@@ -2,7 +2,8 @@
 
 - `uniform_ste`: uniform symmetric fake-quant with a straight-through estimator (the paper's
   "8-bit QAT", also at 4, 2 and 1 bits). Levels are k / L for k = −L..L, L = 2**(b−1) − 1 (1 bit:
-  ±1), in units of s = max|W| per tensor or per channel (the rule's granularity); forward
+  ±1), in units of s = max|W| per tensor or per output channel (the rule's granularity and
+  channel axes, as for GQ); forward
   Ŵ = s · level(W / s), backward ∂Ŵ/∂W = 1.
 - `ptq_round`: the same levels applied once after float training (round to nearest).
 - `ptq_kmeans`: after float training, per tensor, the 2**b k-means centres of W / s as codebook.
@@ -23,7 +24,7 @@ import numpy as np
 from gq_jax.artifact import harden
 from gq_jax.config import GQConfig, Rule
 from gq_jax.kmeans import kmeans_1d
-from gq_jax.quantizer import QuantState, companded, matched_leaves, quantize_params
+from gq_jax.quantizer import QuantState, leaf_companded, matched_leaves, quantize_params
 
 
 def uniform_levels(bits: int) -> jax.Array:
@@ -41,13 +42,13 @@ def _uncompanded(config: GQConfig) -> GQConfig:
 def _codebooks(params: Any, config: GQConfig, codebook_fn) -> QuantState:
     """QuantState with codebook_fn(path, leaf, rule) as the "centroids" of every matched leaf."""
     return QuantState(
-        {path: codebook_fn(leaf, rule) for path, leaf, rule in matched_leaves(params, config)}
+        {path: codebook_fn(path, leaf, rule) for path, leaf, rule in matched_leaves(params, config)}
     )
 
 
 def uniform_init(params: Any, config: GQConfig) -> QuantState:
     """The fixed symmetric uniform levels of each matched leaf (nothing here is learnable)."""
-    return _codebooks(params, config, lambda leaf, rule: uniform_levels(rule.bits))
+    return _codebooks(params, config, lambda path, leaf, rule: uniform_levels(rule.bits))
 
 
 def uniform_ste_quantize_params(
@@ -66,8 +67,8 @@ def uniform_harden(params: Any, state: QuantState, config: GQConfig) -> Any:
 def kmeans_harden(params: Any, state: QuantState, config: GQConfig) -> Any:
     """Per-tensor 1-D k-means codebook of W / s (2**bits centres), as QuantizedArray leaves."""
 
-    def codebook(leaf: Any, rule: Rule) -> jax.Array:
-        u, _ = companded(jnp.asarray(leaf), rule.granularity, 0.0)
+    def codebook(path: str, leaf: Any, rule: Rule) -> jax.Array:
+        u, _ = leaf_companded(path, leaf, rule, 0.0)
         return jnp.asarray(kmeans_1d(np.asarray(u), rule.num_centroids, config.kmeans_iters))
 
     uncompanded = _uncompanded(config)

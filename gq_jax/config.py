@@ -21,6 +21,40 @@ DISTANCES = ("sq", "abs")
 INITS = ("auto", "uniform", "kmeans")
 
 
+# Names Flax gives the DenseGeneral projections of `nn.MultiHeadDotProductAttention` into heads.
+HEAD_PROJECTIONS = ("query", "key", "value")
+
+
+def default_channel_axes(path: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The axes of a leaf that keep their own scale under granularity "channel" by default: its
+    output axes, one scale per output channel, never one scale shared by several heads.
+
+    A kernel maps input axes to output axes, which shape alone cannot always tell apart (a
+    DenseGeneral [D, heads, head_dim] and a 1-D conv [k, in, out] are both 3-D). The rule, from the
+    leaf's shape and the name of its module (the path's second-to-last component):
+
+      - fewer than 2 dims (biases, norm scales): () -- one scale;
+      - 3 dims [A, B, C] with A = B·C, or under a module named query, key or value: a DenseGeneral
+        projection into heads [D, heads, head_dim] (the Conformer's query/key/value/position,
+        Flax's attention) -- axes (1, 2), heads · head_dim scales;
+      - anything else: the last axis -- Dense [in, out], the attention output projection
+        [heads, head_dim, D], Conv [*window, in / groups, out] including depthwise [k, 1, C],
+        LSTM [in, 4H], Embed [vocab, D] (a lookup is one_hot(token) @ E: its output channel is D).
+
+    Give `Rule.channel_axes` where this is wrong, e.g. a DenseGeneral into heads whose
+    heads · head_dim differs from its input width under another module name (where the rule would
+    fall back to the last axis), or a 1-D conv whose window equals in · out (where it would give
+    in · out scales). Embed rows (one scale per token) are `channel_axes=(0,)`.
+    """
+    ndim = len(shape)
+    if ndim < 2:
+        return ()
+    module = path.split("/")[-2] if "/" in path else ""
+    if ndim == 3 and (shape[0] == shape[1] * shape[2] or module in HEAD_PROJECTIONS):
+        return (1, 2)
+    return (ndim - 1,)
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """Quantize every leaf whose path full-matches `pattern` to `bits` bits.
@@ -28,13 +62,24 @@ class Rule:
     Attributes:
       pattern: regular expression, full-matched against the '/'-joined leaf path.
       bits: bits per weight, 1..8 (K = 2**bits centroids).
-      granularity: "tensor" (one scale s = max|W|) or "channel" (one scale per index of the last
-        axis, the output channel of a Flax kernel; leaves with fewer than 2 dims use one scale).
+      granularity: "tensor" (one scale s = max|W|) or "channel" (one scale per index of the
+        `channel_axes`, s = max|W| over the other axes).
+      channel_axes: with granularity "channel", the axes that keep their own scale, for every leaf
+        the rule matches (negative counts from the end; () is one scale). None, the default,
+        takes each leaf's output axes by `default_channel_axes`:
+
+          Dense [in, out]                         (1,)     out scales
+          DenseGeneral [D, heads, head_dim]       (1, 2)   heads · head_dim scales (query/key/value)
+          DenseGeneral [heads, head_dim, D]       (2,)     D scales (attention output)
+          Conv [*window, in / groups, out]        (-1,)    out scales (depthwise [k, 1, C]: C)
+          Embed [vocab, D], LSTM [in, 4H]         (1,)     D, 4H scales
+          biases and other leaves of < 2 dims     ()       one scale
     """
 
     pattern: str
     bits: int
     granularity: str = "tensor"
+    channel_axes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str):
@@ -52,6 +97,20 @@ class Rule:
                 f"Rule({self.pattern!r}): granularity must be one of {GRANULARITIES}, "
                 f"got {self.granularity!r}"
             )
+        if self.channel_axes is not None:
+            axes = self.channel_axes
+            if not isinstance(axes, (tuple, list)) or not all(
+                isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
+            ):
+                raise ValueError(
+                    f"Rule({self.pattern!r}): channel_axes must be None or a tuple of ints, got {axes!r}"
+                )
+            if self.granularity != "channel":
+                raise ValueError(
+                    f"Rule({self.pattern!r}): channel_axes={tuple(axes)} needs granularity='channel', "
+                    f"got {self.granularity!r}"
+                )
+            object.__setattr__(self, "channel_axes", tuple(int(a) for a in axes))
 
     @property
     def num_centroids(self) -> int:
@@ -59,6 +118,26 @@ class Rule:
 
     def matches(self, path: str) -> bool:
         return re.fullmatch(self.pattern, path) is not None
+
+    def axes_for(self, path: str, shape: Sequence[int]) -> tuple[int, ...]:
+        """The sorted, non-negative axes of leaf `path` (of `shape`) that keep their own scale:
+        () for "tensor", `channel_axes` or `default_channel_axes` for "channel".
+
+        Raises:
+          ValueError naming the leaf and the rule when an explicit axis does not fit the leaf.
+        """
+        if self.granularity == "tensor":
+            return ()
+        if self.channel_axes is None:
+            return default_channel_axes(path, shape)
+        ndim = len(shape)
+        axes = sorted(a % ndim for a in self.channel_axes if -ndim <= a < ndim)
+        if len(axes) != len(self.channel_axes) or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"leaf {path!r} of shape {tuple(shape)}: Rule({self.pattern!r}) has "
+                f"channel_axes={self.channel_axes}, which are not distinct axes of a {ndim}-D leaf"
+            )
+        return tuple(axes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +266,12 @@ class LeafPlan:
     shape: tuple[int, ...]
     num_weights: int
     rule: Rule | None
+    channel_axes: tuple[int, ...] = ()
+
+    @property
+    def num_scales(self) -> int:
+        """Scales of the leaf: the product of its channel axes' sizes (1 per tensor)."""
+        return math.prod(self.shape[a] for a in self.channel_axes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,12 +291,14 @@ class Summary:
 
     def __str__(self) -> str:
         width = max([len(leaf.path) for leaf in self.leaves] + [4])
-        lines = [f"{'leaf':<{width}}  {'shape':<16}  {'weights':>10}  {'bits':>4}  rule"]
+        lines = [f"{'leaf':<{width}}  {'shape':<16}  {'weights':>10}  {'bits':>5}  {'scales':>6}  rule"]
         for leaf in self.leaves:
             bits = "float" if leaf.rule is None else str(leaf.rule.bits)
+            scales = "-" if leaf.rule is None else str(leaf.num_scales)
             rule = "-" if leaf.rule is None else f"{leaf.rule.pattern} ({leaf.rule.granularity})"
             lines.append(
-                f"{leaf.path:<{width}}  {str(leaf.shape):<16}  {leaf.num_weights:>10}  {bits:>5}  {rule}"
+                f"{leaf.path:<{width}}  {str(leaf.shape):<16}  {leaf.num_weights:>10}  {bits:>5}  "
+                f"{scales:>6}  {rule}"
             )
         lines.append(
             f"{self.quantized_weights} weights quantized, {self.float_weights} left in float"
@@ -221,10 +308,14 @@ class Summary:
         return "\n".join(lines)
 
 
+def _plan(path: str, leaf: Any, config: GQConfig) -> LeafPlan:
+    shape, rule = tuple(np.shape(leaf)), rule_for(path, config)
+    axes = () if rule is None else rule.axes_for(path, shape)
+    return LeafPlan(path, shape, int(np.size(leaf)), rule, axes)
+
+
 def summary(params: Any, config: GQConfig) -> Summary:
-    """The quantization plan of `params` under `config`: per leaf, its shape, size and rule."""
-    leaves = tuple(
-        LeafPlan(path, tuple(np.shape(leaf)), int(np.size(leaf)), rule_for(path, config))
-        for path, leaf in leaves_with_paths(params)
-    )
+    """The quantization plan of `params` under `config`: per leaf, its shape, size, rule and
+    number of scales."""
+    leaves = tuple(_plan(path, leaf, config) for path, leaf in leaves_with_paths(params))
     return Summary(leaves, unused_rules(params, config))

@@ -2,11 +2,15 @@
 
 For a leaf W matched by a rule with b bits (K = 2**b centroids c, sorted, in [-1, 1]):
 
-    s = stop_gradient(max|W|)            per tensor, or per last-axis channel: shape [] or [C]
+    s = stop_gradient(max|W|)            per tensor, or per output channel: max over every axis
+                                         but the rule's channel axes (`Rule.axes_for`)
     u = W / s,   v = compress_µ(u)       (s = 0, an all-zero tensor, divides by 1 instead)
     Ŵ = s · assign(v, c, α)              hard or soft, see `gq_jax.assignment`
 
 Ŵ has W's shape and dtype. Gradients reach W (through v) and c (through the custom VJP).
+The scale s has W's shape with every non-channel axis 1 and the leading 1s dropped (`scale_shape`),
+so it broadcasts against W: [] per tensor, [out] for Dense [in, out], [heads, head_dim] for a
+DenseGeneral [D, heads, head_dim].
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def check_leaf(path: str, leaf: Any, rule: Rule) -> None:
             f"leaf {path!r} (dtype {dtype}) is matched by Rule({rule.pattern!r}) but only "
             "floating-point leaves can be quantized; narrow the pattern"
         )
+    rule.axes_for(path, np.shape(leaf))
     if not isinstance(leaf, jax.core.Tracer):
         values = np.asarray(leaf, dtype=np.float32)
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
@@ -59,12 +64,20 @@ def check_leaf(path: str, leaf: Any, rule: Rule) -> None:
             raise ValueError(f"leaf {path!r} holds {bad} NaN/Inf value(s); cannot quantize it")
 
 
-def scale(w: jax.Array, granularity: str) -> jax.Array:
-    """s = max|W| (shape []) or, for "channel" and W.ndim >= 2, max over all but the last axis ([C])."""
-    magnitude = jnp.abs(w.astype(jnp.float32))
-    if granularity == "channel" and w.ndim >= 2:
-        return jnp.max(magnitude, axis=tuple(range(w.ndim - 1)))
-    return jnp.max(magnitude)
+def scale_shape(shape: tuple[int, ...], channel_axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the scales of a leaf of `shape`: its sizes on `channel_axes`, 1 elsewhere,
+    leading 1s dropped ([16, 4, 8] with axes (1, 2): [4, 8]; axes (): [])."""
+    kept = [n if axis in channel_axes else 1 for axis, n in enumerate(shape)]
+    while kept and kept[0] == 1:
+        kept.pop(0)
+    return tuple(kept)
+
+
+def scale(w: jax.Array, channel_axes: tuple[int, ...]) -> jax.Array:
+    """s = max|W| over every axis but `channel_axes` (all axes for ()), of shape `scale_shape`."""
+    reduced = tuple(axis for axis in range(w.ndim) if axis not in channel_axes)
+    s = jnp.max(jnp.abs(w.astype(jnp.float32)), axis=reduced, keepdims=True)
+    return s.reshape(scale_shape(w.shape, channel_axes))
 
 
 def normalise(w: jax.Array, s: jax.Array) -> jax.Array:
@@ -72,10 +85,16 @@ def normalise(w: jax.Array, s: jax.Array) -> jax.Array:
     return w.astype(jnp.float32) / jnp.where(s > 0, s, 1.0)
 
 
-def companded(w: jax.Array, granularity: str, mu: float) -> tuple[jax.Array, jax.Array]:
+def companded(w: jax.Array, channel_axes: tuple[int, ...], mu: float) -> tuple[jax.Array, jax.Array]:
     """(v, s): the companded weights v (W's shape, float32) and the stop-gradient scale s."""
-    s = jax.lax.stop_gradient(scale(w, granularity))
+    s = jax.lax.stop_gradient(scale(w, channel_axes))
     return compress(normalise(w, s), mu), s
+
+
+def leaf_companded(path: str, leaf: Any, rule: Rule, mu: float) -> tuple[jax.Array, jax.Array]:
+    """`companded` of a matched leaf with the scales of its rule (`Rule.axes_for`)."""
+    w = jnp.asarray(leaf)
+    return companded(w, rule.axes_for(path, w.shape), mu)
 
 
 def matched_leaves(params: Any, config: GQConfig) -> Iterator[tuple[str, Any, Rule]]:
@@ -101,10 +120,10 @@ def map_matched_leaves(fn: Callable[[str, Any, Rule], Any], params: Any, config:
     return jax.tree_util.tree_map_with_path(visit, params)
 
 
-def _initial_centroids(w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
+def _initial_centroids(path: str, w: jax.Array, rule: Rule, config: GQConfig) -> jax.Array:
     if config.init_for(rule.bits) == "uniform":
         return jnp.linspace(-1.0, 1.0, rule.num_centroids, dtype=jnp.float32)
-    v, _ = companded(jnp.asarray(w), rule.granularity, config.mu)
+    v, _ = leaf_companded(path, w, rule, config.mu)
     return jnp.asarray(kmeans_1d(np.asarray(v), rule.num_centroids, config.kmeans_iters))
 
 
@@ -121,7 +140,7 @@ def init(params: Any, config: GQConfig) -> QuantState:
     """
     check_no_unused_rules(params, config)
     centroids = {
-        path: _initial_centroids(leaf, rule, config)
+        path: _initial_centroids(path, leaf, rule, config)
         for path, leaf, rule in matched_leaves(params, config)
     }
     return QuantState(centroids)
@@ -144,6 +163,7 @@ def centroids_for(path: str, rule: Rule, state: QuantState) -> jax.Array:
 
 
 def quantize_leaf(
+    path: str,
     w: jax.Array,
     centroids: jax.Array,
     alpha: jax.Array,
@@ -152,7 +172,7 @@ def quantize_leaf(
     hard: bool,
 ) -> jax.Array:
     """Ŵ = s · assign(compress(W / s), c, α) with W's shape and dtype."""
-    v, s = companded(w, rule.granularity, config.mu)
+    v, s = leaf_companded(path, w, rule, config.mu)
     hard_forward = hard or config.mode == "ste"
     u_hat = assign(
         v.ravel(), centroids, alpha, hard_forward, config.distance, config.window, config.mu
@@ -187,7 +207,7 @@ def quantize_params(
 
     return map_matched_leaves(
         lambda path, leaf, rule: quantize_leaf(
-            leaf, centroids_for(path, rule, state), alpha, rule, config, hard
+            path, leaf, centroids_for(path, rule, state), alpha, rule, config, hard
         ),
         params,
         config,
@@ -206,7 +226,7 @@ def snap_to(params: Any, hard_params: Any, config: GQConfig) -> Any:
     hard_leaves = dict(leaves_with_paths(hard_params))
 
     def keep_scale(path: str, w: jax.Array, rule: Rule) -> jax.Array:
-        sets_scale = jnp.abs(w.astype(jnp.float32)) == scale(w, rule.granularity)
+        sets_scale = jnp.abs(w.astype(jnp.float32)) == scale(w, rule.axes_for(path, w.shape))
         return jnp.where(sets_scale, w, hard_leaves[path].astype(w.dtype))
 
     return map_matched_leaves(keep_scale, params, config)

@@ -55,3 +55,41 @@ def test_the_distance_reaches_the_quantizer_and_a_config_saved_without_it_gets_t
     assert config_lib.gq_config(config.quant).distance == "abs"
     del config.quant["distance"]  # a workdir's config.json from before the field existed
     assert config_lib.gq_config(config.quant).distance == "sq"
+
+
+@pytest.mark.parametrize("name", ["conformer_synth", "conformer_synth_cpu", "conformer_librispeech"])
+def test_conformer_recipes_scale_every_output_channel_never_sharing_a_scale_across_heads(name):
+    import jax
+
+    import gq_jax
+    from training import state as state_lib
+
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.quant.method = "gq"
+    model = config_lib.model_from_config(config.model, vocab_size=29)
+    shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    plan = {leaf.path: leaf for leaf in gq_jax.summary(shapes, config_lib.gq_config(config.quant)).leaves}
+    dim, heads = config.model.model_dim, config.model.num_heads
+    expected = {"attention/query/kernel": heads * (dim // heads), "attention/key/kernel": dim,
+                "attention/value/kernel": dim, "attention/position/kernel": dim,
+                "attention/output/kernel": dim, "convolution/depthwise/kernel": dim,
+                "convolution/pointwise_in/kernel": 2 * dim, "ff_start/hidden/kernel": 4 * dim}
+    block = "encoder/block_0/"
+    for kernel, scales in expected.items():
+        assert plan[block + kernel].num_scales == scales, kernel
+    assert plan[block + "attention/query/kernel"].channel_axes == (1, 2)
+    channels = config.model.subsampling_channels
+    assert plan["encoder/subsampling/conv_1/kernel"].num_scales == channels
+    assert plan["predictor/lstm_0/recurrent_kernel"].num_scales == 4 * config.model.predictor_hidden_size
+
+
+def test_a_rule_may_give_channel_axes_as_a_fourth_element_and_three_element_rules_stay_valid():
+    config = importlib.import_module("configs.default").get_config()
+    config.quant.method = "gq"
+    config.quant.rules = ((r"a", 4, "channel", (0,)), [r"b", 2, "channel", [0, 1]], (r"c", 8, "channel", None),
+                          (r"d", 8, "tensor"))
+    rules = config_lib.gq_config(config.quant).rules
+    assert [rule.channel_axes for rule in rules] == [(0,), (0, 1), None, None]
+    config.quant.rules = ((r"a", 4),)
+    with pytest.raises(ValueError, match=r"rules entry \('a', 4\)"):
+        config_lib.gq_config(config.quant)

@@ -83,6 +83,29 @@ def test_packed_file_round_trip_is_exact_and_stores_bits_per_weight(tmp_path):
     assert report.average_bits == pytest.approx((231 * 1 + 135 * 3 + 80 * 5 + 16 * 8) / 462)
 
 
+def test_multi_axis_scales_round_trip_the_packed_file_and_count_in_the_size_report(tmp_path):
+    """A DenseGeneral [D, heads, head_dim] kernel ships heads · head_dim scales, for GQ and baselines."""
+    rng = np.random.default_rng(3)
+    params = {"attention": {"query": {"kernel": jnp.asarray(rng.normal(size=(16, 4, 8)), jnp.float32)},
+                            "output": {"kernel": jnp.asarray(rng.normal(size=(4, 8, 16)), jnp.float32)}}}
+    config = gq_jax.GQConfig([gq_jax.Rule(".*kernel", 4, "channel")])
+    for name in ("gq", "uniform_ste", "ptq_kmeans"):
+        method = gq_jax.get_method(name)
+        hardened = method.harden(params, method.init(params, config), config)
+        query = hardened["attention"]["query"]["kernel"]
+        assert np.shape(query.scale) == (4, 8) and np.shape(hardened["attention"]["output"]["kernel"].scale) == (16,)
+        path = tmp_path / f"{name}.gqpk"
+        gq_jax.save_packed(path, hardened)
+        loaded = gq_jax.load_packed(path)
+        for a, b in zip(_leaves(gq_jax.dequantize(hardened)), _leaves(gq_jax.dequantize(loaded))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        sizes = {leaf.path: leaf.size_bytes for leaf in gq_jax.size_report(loaded).leaves}
+        codebook = int(np.size(query.codebook))
+        assert sizes["attention/query/kernel"] == 512 * 4 // 8 + 4 * (codebook + 32)
+        assert sizes["attention/output/kernel"] == 512 * 4 // 8 + 4 * (codebook + 16)
+        assert gq_jax.size_report(loaded).uint8_bytes == 2 * 512 + 4 * (32 + 16)
+
+
 def test_size_report_compares_float32_and_uniform_8bit_for_the_same_tree():
     params = {"w": jnp.ones((100, 10)), "b": jnp.ones(10)}
     config = gq_jax.GQConfig([gq_jax.Rule("w", 4, "channel")])

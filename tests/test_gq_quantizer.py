@@ -343,3 +343,155 @@ def test_auto_init_uses_kmeans_at_two_bits_or_fewer_and_the_grid_above():
         np.testing.assert_array_equal(
             np.asarray(auto["encoder/lstm_0/kernel"]), np.asarray(expected["encoder/lstm_0/kernel"])
         )
+
+
+# Scales per output channel: one kernel of each kind, (path, shape, its output axes by hand).
+KERNEL_KINDS = {
+    "dense": ("ff/hidden/kernel", (12, 20), (1,)),
+    "dense_general_query": ("attention/query/kernel", (16, 4, 8), (1, 2)),
+    "dense_general_position": ("attention/position/kernel", (16, 4, 4), (1, 2)),  # D = heads·head_dim
+    "dense_general_key_narrow": ("attention/key/kernel", (16, 2, 4), (1, 2)),
+    "dense_general_output": ("attention/output/kernel", (4, 8, 16), (2,)),
+    "conv_1d": ("conv/kernel", (3, 6, 10), (2,)),
+    "conv_depthwise": ("convolution/depthwise/kernel", (5, 1, 16), (2,)),
+    "conv_2d": ("subsampling/conv_0/kernel", (3, 3, 2, 6), (3,)),
+    "embed": ("predictor/embedding/embedding", (29, 8), (1,)),
+    "lstm": ("predictor/lstm_0/input_kernel", (8, 32), (1,)),
+    "bias": ("ff/hidden/bias", (20,), ()),
+}
+
+
+def _leaf_tree(path: str, shape: tuple[int, ...], seed: int = 0) -> dict:
+    w = jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+    tree = w
+    for key in reversed(path.split("/")):
+        tree = {key: tree}
+    return tree
+
+
+def _get(tree: dict, path: str):
+    for key in path.split("/"):
+        tree = tree[key]
+    return tree
+
+
+def _brute_force_scales(w: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """max|W| of every channel, by enumerating the channels: [prod of the channel axes' sizes]."""
+    others = [a for a in range(w.ndim) if a not in axes]
+    channels = np.transpose(np.abs(w), others + list(axes)).reshape(-1, int(np.prod([w.shape[a] for a in axes])))
+    return channels.max(axis=0)
+
+
+@pytest.mark.parametrize("kind", sorted(KERNEL_KINDS))
+def test_default_channel_scales_are_one_per_output_channel_of_each_kernel_kind(kind):
+    path, shape, axes = KERNEL_KINDS[kind]
+    assert gq_jax.default_channel_axes(path, shape) == axes
+    params = _leaf_tree(path, shape)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 4, "channel")])
+    (plan,) = gq_jax.summary(params, config).leaves
+    assert plan.channel_axes == axes and plan.num_scales == int(np.prod([shape[a] for a in axes]))
+    hardened = _get(gq_jax.harden(params, gq_jax.init(params, config), config), path)
+    w = np.asarray(_get(params, path))
+    np.testing.assert_array_equal(np.asarray(hardened.scale).ravel(), _brute_force_scales(w, axes))
+    # Every channel keeps its own scale: the largest weight of each channel is exactly ±its scale.
+    restored = np.asarray(gq_jax.dequantize(hardened))
+    np.testing.assert_array_equal(_brute_force_scales(restored, axes), _brute_force_scales(w, axes))
+
+
+def test_a_head_scaled_up_changes_only_that_heads_scales():
+    path, shape, _ = KERNEL_KINDS["dense_general_query"]
+    params = _leaf_tree(path, shape)
+    louder = jax.tree.map(lambda w: w.at[:, 2].multiply(10.0), params)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 4, "channel")])
+    scales = [np.asarray(_get(gq_jax.harden(p, gq_jax.init(p, config), config), path).scale) for p in (params, louder)]
+    assert scales[0].shape == (4, 8)
+    np.testing.assert_allclose(scales[1][2], 10.0 * scales[0][2], rtol=1e-6)
+    np.testing.assert_array_equal(np.delete(scales[1], 2, axis=0), np.delete(scales[0], 2, axis=0))
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("kind", ["dense_general_query", "conv_2d", "embed"])
+def test_hard_values_lie_in_each_channels_scaled_codebook_for_gq_and_the_baselines(kind, granularity):
+    path, shape, axes = KERNEL_KINDS[kind]
+    axes = axes if granularity == "channel" else ()
+    params = _leaf_tree(path, shape)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 3, granularity)], init="kmeans")
+    w = np.asarray(_get(params, path))
+    scales = _brute_force_scales(w, axes)
+    for name in ("gq", "uniform_ste", "ptq_round", "ptq_kmeans"):
+        method = gq_jax.get_method(name)
+        hardened = _get(method.harden(params, method.init(params, config), config), path)
+        others = [a for a in range(w.ndim) if a not in axes]
+        values = np.transpose(np.asarray(gq_jax.dequantize(hardened)), others + list(axes))
+        columns = values.reshape(-1, len(scales))
+        levels = np.asarray(hardened.codebook)
+        for column, s in zip(columns.T, scales):
+            assert np.abs(column[:, None] - levels[None] * s).min(axis=1).max() <= 1e-6 * s, name
+        restored = gq_jax.dequantize(method.harden(params, method.init(params, config), config))
+        hard = method.quantize_params(params, method.init(params, config), config, 1.0)
+        if name in ("gq", "uniform_ste"):
+            np.testing.assert_allclose(np.asarray(_get(restored, path)), np.asarray(_get(hard, path)), rtol=1e-6)
+
+
+def test_kmeans_init_clusters_the_weights_normalised_by_their_channel_scales():
+    path, shape, axes = KERNEL_KINDS["dense_general_query"]
+    params = _leaf_tree(path, shape)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 2, "channel")], init="kmeans", mu=0.0)
+    c = np.asarray(gq_jax.init(params, config).centroids[path])
+    w = np.asarray(_get(params, path))
+    u = (w / np.abs(w).max(axis=0, keepdims=True)).ravel()  # the (head, head_dim) scales
+    labels = np.argmin(np.abs(u[:, None] - c[None]), axis=1)
+    np.testing.assert_allclose(c, [u[labels == k].mean() for k in range(4)], atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [1, 4])
+def test_a_snap_keeps_every_multi_axis_scale_and_the_hard_forward(bits):
+    path, shape, _ = KERNEL_KINDS["dense_general_query"]
+    params = _leaf_tree(path, shape)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", bits, "channel")], init="kmeans")
+    state = gq_jax.init(params, config)
+    snapped = gq_jax.snap(params, state, config)
+    for tree in (params, snapped):
+        assert np.asarray(_get(gq_jax.harden(tree, state, config), path).scale).shape == (4, 8)
+    np.testing.assert_array_equal(np.asarray(_get(gq_jax.harden(snapped, state, config), path).scale),
+                                  np.asarray(_get(gq_jax.harden(params, state, config), path).scale))
+    hard = lambda tree: np.asarray(_get(gq_jax.quantize_params(tree, state, config, 1.0, hard=True), path))
+    np.testing.assert_allclose(hard(snapped), hard(params), rtol=1e-5)
+
+
+def test_explicit_channel_axes_override_the_default_and_negative_axes_count_from_the_end():
+    path, shape, _ = KERNEL_KINDS["embed"]
+    params = _leaf_tree(path, shape)
+    for axes, scale_shape in (((0,), (29, 1)), ((-1,), (8,)), ((), ()), ((0, 1), (29, 8))):
+        config = gq_jax.GQConfig([gq_jax.Rule(".*", 4, "channel", channel_axes=axes)])
+        hardened = _get(gq_jax.harden(params, gq_jax.init(params, config), config), path)
+        assert np.shape(hardened.scale) == scale_shape
+        normalised = tuple(sorted(a % 2 for a in axes))
+        np.testing.assert_array_equal(np.asarray(hardened.scale).ravel(),
+                                      _brute_force_scales(np.asarray(_get(params, path)), normalised))
+    assert gq_jax.Rule(".*", 4, "channel", channel_axes=[1, 2]).channel_axes == (1, 2)
+    # A projection into heads that the default does not recognise (heads·head_dim != D, not named
+    # query/key/value) falls back to the last axis; channel_axes says what it is.
+    path, shape = "attention/position/kernel", (16, 4, 8)
+    assert gq_jax.default_channel_axes(path, shape) == (2,)
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 4, "channel", channel_axes=(1, 2))])
+    assert gq_jax.summary(_leaf_tree(path, shape), config).leaves[0].num_scales == 32
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: gq_jax.Rule(".*", 4, channel_axes=(1,)), r"channel_axes=\(1,\) needs granularity='channel'"),
+    (lambda: gq_jax.Rule(".*", 4, "channel", channel_axes=1), "channel_axes must be None or a tuple"),
+    (lambda: gq_jax.Rule(".*", 4, "channel", channel_axes=(1.0,)), "channel_axes must be None or a tuple"),
+])
+def test_bad_channel_axes_are_an_error_naming_the_rule(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("axes", [(2,), (-3,), (1, -1)])
+def test_channel_axes_that_do_not_fit_a_leaf_are_an_error_naming_it(axes):
+    params = _leaf_tree("dense/kernel", (6, 4))
+    config = gq_jax.GQConfig([gq_jax.Rule(".*", 4, "channel", channel_axes=axes)])
+    for call in (lambda: gq_jax.init(params, config), lambda: gq_jax.summary(params, config)):
+        with pytest.raises(ValueError, match=r"'dense/kernel' of shape \(6, 4\).*not distinct axes"):
+            call()

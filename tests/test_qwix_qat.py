@@ -142,3 +142,26 @@ def test_weights_of_one_module_under_different_rules_are_an_error_naming_the_mod
     model = config_lib.model_from_config(config.model, VOCAB)
     with pytest.raises(ValueError, match="encoder/lstm_0"):
         config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+
+
+@pytest.mark.parametrize("name", ["rnnt", "conformer"])
+def test_gq_default_channel_scales_are_the_axes_qwix_scales(name):
+    """GQ-against-Qwix rows are like for like: every weight Qwix quantizes gets its scales over the
+    same axes under a "channel" rule without channel_axes (multi-axis for the attention kernels)."""
+    config = small_config(name)
+    model = config_lib.model_from_config(config.model, VOCAB)
+    weights = qwix_qat.intercepted_weights(model, NUM_MEL_BINS)
+    rule = gq_jax.Rule(".*kernel", 4, "channel")
+    for weight in weights:
+        assert rule.axes_for(weight.path, weight.shape) == weight.channel_axes, weight.path
+    if name == "conformer":
+        by_path = {weight.path: weight for weight in weights}
+        assert by_path["encoder/block_0/attention/query/kernel"].channel_axes == (1, 2)
+
+
+def test_explicit_channel_axes_qwix_cannot_honour_are_an_error_naming_the_weight():
+    config = small_config("rnnt")
+    config.quant.rules = ((r".*kernel", 4, "channel", (0,)),)
+    model = config_lib.model_from_config(config.model, VOCAB)
+    with pytest.raises(ValueError, match=r"encoder/lstm_0/input_kernel.*channel_axes=\(0,\).*\(1,\)"):
+        config_lib.training_model(model, config.quant, NUM_MEL_BINS)

@@ -107,16 +107,26 @@ def training_model(model: Transducer, quant: ml_collections.ConfigDict, num_mel_
     return model
 
 
+def _rule(entry: Any) -> gq_jax.Rule:
+    """`gq_jax.Rule` from a `config.quant.rules` entry (pattern, bits, granularity[, channel_axes])."""
+    if not isinstance(entry, (tuple, list)) or len(entry) not in (3, 4):
+        raise ValueError(f"config.quant.rules entry {entry!r}: expected (pattern, bits, granularity) "
+                         "or (pattern, bits, granularity, channel_axes)")
+    pattern, bits, granularity, *axes = entry
+    channel_axes = None if not axes or axes[0] is None else tuple(axes[0])  # a list in config.json
+    return gq_jax.Rule(pattern, bits=int(bits), granularity=granularity, channel_axes=channel_axes)
+
+
 def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
-    """GQConfig from `config.quant` (rules given as (pattern, bits, granularity) tuples).
+    """GQConfig from `config.quant`: rules given as (pattern, bits, granularity) tuples, or with a
+    fourth element, the `gq_jax.Rule.channel_axes` (None or a tuple of ints; without it, each
+    leaf's output axes: `gq_jax.default_channel_axes`).
 
     A rule that matches no parameter is an error (`strict=True`), so a typo in a pattern fails
     instead of silently quantizing nothing. "float" has no rules. A config saved before
     `quant.distance` existed (an older workdir's config.json) gets the library's default distance.
     """
-    rules = [] if quant.method == "float" else [
-        gq_jax.Rule(pattern, bits=int(bits), granularity=granularity)
-        for pattern, bits, granularity in quant.rules]
+    rules = [] if quant.method == "float" else [_rule(entry) for entry in quant.rules]
     return gq_jax.GQConfig(rules=rules, mu=quant.mu, mode=quant.mode,
                            distance=quant.get("distance", gq_jax.GQConfig.distance),
                            window=quant.window, init=quant.init, strict=True)

@@ -166,11 +166,18 @@ def qwix_rules(weights: Sequence[Intercepted], config: gq_jax.GQConfig) -> list[
     """One weight-only QtRule per module holding intercepted weights that a rule of `config` matches.
 
     Raises ValueError when the weights of one module take different rules (Qwix rules select
-    modules, not parameters) or a rule's bits are outside 2..8.
+    modules, not parameters), a rule's bits are outside 2..8, or a rule's explicit
+    `channel_axes` are not the axes Qwix scales for a weight (every non-contracted axis).
     """
     by_module: dict[str, dict[str, gq_jax.Rule | None]] = {}
     for weight in weights:
-        by_module.setdefault(weight.module, {})[weight.path] = rule_for(weight.path, config)
+        rule = rule_for(weight.path, config)
+        if rule is not None and rule.channel_axes is not None and (
+                rule.axes_for(weight.path, weight.shape) != weight.channel_axes):
+            raise ValueError(f"Qwix QAT: {weight.path} {weight.shape} takes Rule({rule.pattern!r}) "
+                             f"with channel_axes={rule.channel_axes}, but Qwix scales its axes "
+                             f"{weight.channel_axes}")
+        by_module.setdefault(weight.module, {})[weight.path] = rule
     rules = []
     for module, chosen in by_module.items():
         kinds = {(r.bits, r.granularity) if r else None for r in chosen.values()}
