@@ -218,7 +218,8 @@ def test_packed_file_of_another_format_version_is_rejected(tmp_path):
     blob = bytearray(path.read_bytes())
     struct.pack_into("<I", blob, 8, gq_jax.FORMAT_VERSION + 1)
     path.write_bytes(bytes(blob))
-    with pytest.raises(ValueError, match="version 2; this gq_jax reads version 1"):
+    with pytest.raises(ValueError, match=f"version {gq_jax.FORMAT_VERSION + 1}; this gq_jax reads "
+                                         f"version {gq_jax.FORMAT_VERSION}"):
         gq_jax.load_packed(path)
     path.write_bytes(b"PK\x03\x04" + bytes(blob[4:]))
     with pytest.raises(ValueError, match="not a gq_jax packed file"):
@@ -238,7 +239,7 @@ def test_packed_header_is_plain_json(tmp_path):
     path = _write_valid(tmp_path)
     blob = path.read_bytes()
     _, _, header_bytes = struct.unpack_from("<8sIQ", blob)
-    header = json.loads(blob[20 : 20 + header_bytes])
+    header = json.loads(blob[24 : 24 + header_bytes])  # after the preamble and the header's CRC-32
     assert {e["path"] for e in header["entries"] if e["kind"] == "quantized"} == {
         "encoder/lstm_0/kernel",
         "encoder/lstm_1/kernel",
