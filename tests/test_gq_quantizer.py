@@ -333,6 +333,21 @@ def test_schedules_hit_their_end_points_and_are_monotonic():
         gq_jax.schedules.linear(1.0, 2.0, 5, 5)
 
 
+def test_schedules_are_the_optax_schedules_they_name_and_any_optax_schedule_composes():
+    steps = jnp.arange(0, 40)
+    values = lambda schedule: np.asarray(jax.vmap(schedule)(steps))
+    np.testing.assert_array_equal(
+        values(gq_jax.schedules.exponential(1.0, 100.0, 10, 20)),
+        values(optax.exponential_decay(1.0, 10, 100.0, transition_begin=10, end_value=100.0)))
+    np.testing.assert_array_equal(values(gq_jax.schedules.linear(1.0, 100.0, 10, 20)),
+                                  values(optax.linear_schedule(1.0, 100.0, 10, transition_begin=10)))
+    p = np.clip((np.arange(0, 40) - 10) / 10, 0, 1)  # the closed forms, in float64
+    np.testing.assert_allclose(values(gq_jax.schedules.exponential(1.0, 100.0, 10, 20)), 100.0**p, rtol=1e-6)
+    np.testing.assert_allclose(values(gq_jax.schedules.linear(1.0, 100.0, 10, 20)), 1 + 99 * p, rtol=1e-6)
+    joined = optax.join_schedules([gq_jax.schedules.constant(1.0), gq_jax.schedules.linear(1.0, 10.0, 0, 10)], [5])
+    assert float(joined(3)) == 1.0 and float(joined(15)) == 10.0
+
+
 def test_auto_init_uses_kmeans_at_two_bits_or_fewer_and_the_grid_above():
     params = _params()
     for bits in (1, 2, 3, 4):

@@ -133,7 +133,8 @@ def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
 
 
 def alpha_schedule(alpha: ml_collections.ConfigDict) -> Callable[[Any], Any]:
-    """`step -> alpha` from `config.quant.alpha` (constant | linear | exponential)."""
+    """The optax schedule `step -> alpha` of `config.quant.alpha` (constant | linear | exponential,
+    `gq_jax.schedules`)."""
     if alpha.schedule == "constant":
         return gq_jax.schedules.constant(alpha.start)
     if alpha.schedule in ("linear", "exponential"):

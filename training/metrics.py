@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import numbers
 import pathlib
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,33 +37,38 @@ class JsonlWriter:
 
 
 class TensorBoardWriter:
-    """Scalar metrics as TensorBoard events in `workdir/tensorboard` (`tf.summary`)."""
+    """Scalar metrics as TensorBoard events in `workdir/tensorboard` through tensorboardX (a core
+    dependency; no TensorFlow): one event per call holding every numeric, non-boolean metric, written
+    and flushed at once, like `JsonlWriter` (tensorboardX's synchronous `EventsWriter`; its
+    `SummaryWriter` writes from a background thread, so a killed run, or a reader right after
+    `write`, could miss the last events)."""
 
     def __init__(self, workdir: str | pathlib.Path):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorboard  # noqa: F401  (tf.summary needs it; ImportError when missing)
-        import tensorflow as tf  # the `librispeech` extra installs tensorflow-cpu
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto import event_pb2, summary_pb2
 
-        self._tf = tf
-        self._writer = tf.summary.create_file_writer(str(pathlib.Path(workdir) / TENSORBOARD_DIR))
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        directory = pathlib.Path(workdir) / TENSORBOARD_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        self._writer = EventsWriter(str(directory / "events"))  # events.out.tfevents.<time>.<host>
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
-        with self._writer.as_default(step=step):
-            for name, value in metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tf.summary.scalar(name, value)
+        values = [self._summary.Value(tag=name, simple_value=float(value)) for name, value in metrics.items()
+                  if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))]
+        self._writer.write_event(self._event(wall_time=time.time(), step=step,
+                                             summary=self._summary(value=values)))
         self._writer.flush()
 
 
 def writers(workdir: str | pathlib.Path, tensorboard: bool) -> list[Writer]:
-    """The JSON-lines writer, plus TensorBoard when asked for and TensorFlow and TensorBoard import."""
+    """The JSON-lines writer, plus TensorBoard when `tensorboard` is set (and tensorboardX imports)."""
     chosen: list[Writer] = [JsonlWriter(workdir)]
     if tensorboard:
         try:
             chosen.append(TensorBoardWriter(workdir))
         except ImportError:
-            logging.warning("config.tensorboard: TensorFlow or TensorBoard is not installed; "
-                            "metrics go to %s only", METRICS_FILE)
+            logging.warning("config.tensorboard: tensorboardX is not installed; metrics go to %s only",
+                            METRICS_FILE)
     return chosen
 
 
