@@ -232,3 +232,61 @@ def read_tfds(split: str, data_dir: str | os.PathLike | None = None, *,
     source = tfds_source(split, data_dir)
     for i in shard_indices(len(source), process_index, process_count):
         yield source[i]
+
+
+def _staging_tree(extracted: pathlib.Path, staging: pathlib.Path) -> dict[str, pathlib.Path]:
+    """{TFDS split: folder holding only that split as `LibriSpeech/<split folder>`} (symlinks)."""
+    base = extracted / "LibriSpeech" if (extracted / "LibriSpeech").is_dir() else extracted
+    missing = [f for f in SPLITS.values() if not is_split_folder(base / f)]
+    if missing:
+        raise FileNotFoundError(f"{base} lacks the LibriSpeech split folder(s) {missing}; TFDS's "
+                                "librispeech dataset has all seven (extract every tarball there)")
+    tree = {}
+    for split, folder in SPLITS.items():
+        target = staging / split / "LibriSpeech"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("SPEAKERS.TXT", "CHAPTERS.TXT", folder):
+            link = target / name
+            if not link.exists():
+                link.symlink_to((base / name).absolute())
+        tree[split] = staging / split
+    return tree
+
+
+def prepare_tfds(extracted: str | os.PathLike, data_dir: str | os.PathLike) -> pathlib.Path:
+    """Prepares TFDS's `librispeech` dataset (array_record) in `data_dir` from the extracted
+    openslr tarballs under `extracted`, without downloading anything: TFDS's own builder runs
+    with its download step pointed at the local folders. Returns the prepared dataset's folder.
+    Needs the `librispeech` extra and ffmpeg (TFDS decodes FLAC through pydub)."""
+    import tempfile
+
+    import tensorflow_datasets as tfds
+    from etils import epath
+
+    with tempfile.TemporaryDirectory(prefix="librispeech-staging-") as staging:
+        tree = _staging_tree(pathlib.Path(extracted), pathlib.Path(staging))
+        original = tfds.download.DownloadManager.download_and_extract
+        tfds.download.DownloadManager.download_and_extract = (
+            lambda self, urls: {split: epath.Path(tree[split]) for split in urls})
+        try:
+            builder = tfds.builder("librispeech", data_dir=str(data_dir), file_format="array_record")
+            builder.download_and_prepare()
+        finally:
+            tfds.download.DownloadManager.download_and_extract = original
+    return pathlib.Path(builder.data_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m corpora.librispeech",
+        description="Prepare TFDS's librispeech dataset from already extracted openslr tarballs (offline).")
+    parser.add_argument("--extracted", required=True, help="folder holding LibriSpeech/<split>/...")
+    parser.add_argument("--data_dir", required=True, help="TFDS data_dir to prepare the dataset in")
+    args = parser.parse_args(argv)
+    print(f"prepared {prepare_tfds(args.extracted, args.data_dir)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import tqdm
 
-from corpora import asterisk, deps, farfield, manifest, text, tts
+from corpora import asterisk, deps, farfield, manifest, sources, text, tts
 from corpora.tts import Voice
 
 SPLITS = ("train", "dev", "test", "test_other")
@@ -336,12 +336,12 @@ def build(
     return BuildReport(generated=len(todo), total=len(utterances), audio_s=sum(e.duration_s for e in entries))
 
 
-def read_split(corpus_dir: pathlib.Path, split: str, strict: bool = False):
-    """Yields the common example dicts of one split of a built corpus (see `manifest.read_examples`)."""
+def read_split(corpus_dir: pathlib.Path, split: str) -> sources.ManifestSource:
+    """One split of a built corpus as a lazy source (`corpora.sources.ManifestSource`)."""
     path = pathlib.Path(corpus_dir) / f"{split}.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"no manifest {path}; build the corpus with `python -m corpora.synth --out {corpus_dir}`")
-    return manifest.read_examples(path, strict=strict)
+    return sources.ManifestSource(path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

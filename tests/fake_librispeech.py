@@ -73,3 +73,27 @@ def write_split(root: pathlib.Path, split_folder: str,
         + "".join(f"{c} | {s} | 1.00 | {split_folder} | 1 | 1 | Chapter {c} | Book\n"
                   for s, c in sorted(chapters)))
     return root
+
+
+def split_utterances(split_index: int, per_chapter: int = 3) -> list[FakeUtterance]:
+    """Two speakers, two chapters each, `per_chapter` utterances per chapter, distinct per split."""
+    return [u for speaker in (1272 + 10 * split_index, 2428 + 10 * split_index)
+            for chapter in (128104, 83705)
+            for u in make_utterances(speaker, chapter, per_chapter, seed=split_index)]
+
+
+def write_all_splits(root: pathlib.Path, folders: list[str]) -> dict[str, dict[str, FakeUtterance]]:
+    """All `folders` (LibriSpeech's seven) under one `root/LibriSpeech`: {folder: {id: utterance}}."""
+    expected = {}
+    for k, folder in enumerate(folders):
+        utterances = split_utterances(k)
+        write_split(root, folder, utterances)
+        expected[folder] = {u.id: u for u in utterances}
+    speakers = sorted({u.id.split("-")[0] for by_id in expected.values() for u in by_id.values()})
+    chapters = sorted({tuple(u.id.split("-")[:2]) for by_id in expected.values() for u in by_id.values()})
+    (root / "LibriSpeech" / "SPEAKERS.TXT").write_text(
+        "; ID |SEX| SUBSET |MINUTES| NAME\n" + "".join(f"{s} | F | any | 1.00 | Reader {s}\n" for s in speakers))
+    (root / "LibriSpeech" / "CHAPTERS.TXT").write_text(
+        "; ID |READER|MINUTES| SUBSET |PROJ.|BOOK ID| CH. TITLE | PROJECT TITLE\n"
+        + "".join(f"{c} | {s} | 1.00 | any | 1 | 1 | Chapter {c} | Book\n" for s, c in chapters))
+    return expected
