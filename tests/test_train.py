@@ -68,10 +68,15 @@ def test_gq_fine_tuning_starts_from_the_float_run_and_keeps_centroids_sorted(gq_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["float", "gq_snapping"])
 def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
-        tiny_corpus, float_run, tmp_path):
+        method, tiny_corpus, float_run, gq_run, tmp_path):
+    """Float, and GQ snapping every 3 steps (the gq_run fixture's settings), killed after step 2."""
     workdir = tmp_path / "killed"
-    process = subprocess.Popen(command(tiny_corpus, workdir), env=subprocess_env(),
+    flags = () if method == "float" else (
+        "--config.quant.method=gq", f"--config.quant.init_from={float_run}", "--config.quant.snap_every=3")
+    reference_dir = float_run if method == "float" else gq_run
+    process = subprocess.Popen(command(tiny_corpus, workdir, *flags), env=subprocess_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 80
     while not (workdir / "checkpoints" / "2").exists() and process.poll() is None and time.time() < deadline:
@@ -80,15 +85,32 @@ def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
     process.wait()
     killed_at = checkpoints.manager(workdir, create=False).latest_step()
     assert killed_at is not None and killed_at < 6, f"the run was not interrupted (latest {killed_at})"
-    result = subprocess.run(command(tiny_corpus, workdir), env=subprocess_env(), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(command(tiny_corpus, workdir, *flags), env=subprocess_env(),
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resumed from step {killed_at}" in result.stdout
-    resumed, reference = runs.load(workdir), runs.load(float_run)
+    resumed, reference = runs.load(workdir), runs.load(reference_dir)
     assert resumed.step == reference.step == 6
     assert_trees_equal(resumed.params, reference.params)
+    assert_trees_equal(resumed.quant, reference.quant)
     # Records logged after the checkpoint it resumed from are not duplicated.
-    assert [r["step"] for r in metrics.read(workdir)] == [r["step"] for r in metrics.read(float_run)]
+    assert [r["step"] for r in metrics.read(workdir)] == [r["step"] for r in metrics.read(reference_dir)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag,field", [("--config.seed=1", "seed"),
+                                        ("--config.data.max_batch_seconds=1.0", "max_batch_seconds"),
+                                        ("--config.data.max_train_examples=30", "corpus_fingerprint")])
+def test_resuming_with_another_batch_plan_is_an_error_naming_the_field(flag, field, tiny_corpus, float_run,
+                                                                       tmp_path):
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(float_run, workdir)
+    result = subprocess.run(command(tiny_corpus, workdir, "--config.num_train_steps=8", flag),
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "cannot resume: the batch plan differs" in result.stderr and f"{field}: saved" in result.stderr
 
 
 @pytest.mark.slow
