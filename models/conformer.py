@@ -224,6 +224,7 @@ def make_conformer(
     joint_dim: int = 64,
     blank_id: int = 0,
     loss_chunk_size: int = 32,
+    ctc_weight: float = 0.0,
 ) -> Transducer:
     """A Conformer transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
     encoder = ConformerEncoder(encoder_layers, model_dim, num_heads, ff_multiplier, conv_kernel_size,
@@ -232,4 +233,4 @@ def make_conformer(
     return make_transducer(
         encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
         predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size)
+        loss_chunk_size=loss_chunk_size, ctc_weight=ctc_weight)

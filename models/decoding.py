@@ -125,6 +125,25 @@ def greedy_decode(
     return _result([row[:n].tolist() for row, n in zip(tokens, num_tokens)], tokenizer)
 
 
+@functools.partial(jax.jit, static_argnames=("model",))
+def _ctc_best_path(model: Transducer, variables, features: jax.Array, feature_lengths: jax.Array):
+    logits, lengths = model.apply(variables, features, feature_lengths, method=model.ctc_logits)
+    return jnp.argmax(logits, axis=-1), lengths
+
+
+def ctc_greedy_decode(model: Transducer, variables, features: jax.Array, feature_lengths: jax.Array, *,
+                      tokenizer: Tokenizer | None = None) -> DecodeResult:
+    """Best-path CTC decoding with the model's CTC head (`model.ctc_weight` > 0): the arg-max
+    label of every valid frame, repeats merged, then blanks removed."""
+    best, lengths = jax.device_get(_ctc_best_path(model, variables, features, feature_lengths))
+    token_ids = []
+    for row, n in zip(best, lengths):
+        path = row[:n]
+        merged = path[np.r_[True, path[1:] != path[:-1]]] if n else path
+        token_ids.append([int(t) for t in merged if t != model.blank_id])
+    return _result(token_ids, tokenizer)
+
+
 class _Hypothesis(NamedTuple):
     log_prob: float
     pred_proj: np.ndarray  # [J] prediction after the last token (joint space)

@@ -76,6 +76,7 @@ def make_rnnt(
     joint_dim: int = 64,
     blank_id: int = 0,
     loss_chunk_size: int = 32,
+    ctc_weight: float = 0.0,
 ) -> Transducer:
     """An RNN-T transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
     encoder = LSTMEncoder(encoder_layers, encoder_hidden_size, frame_stack, time_reduction_layer,
@@ -83,4 +84,4 @@ def make_rnnt(
     return make_transducer(
         encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
         predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size)
+        loss_chunk_size=loss_chunk_size, ctc_weight=ctc_weight)

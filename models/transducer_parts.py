@@ -17,6 +17,15 @@ model the same interface:
 `encode` and `predict` return outputs already projected into the joint space (`[..., joint_dim]`),
 so decoders project each encoder frame and each prediction once. Parameter paths are stable, e.g.
 `predictor/lstm_0/recurrent_kernel`, `joint/output/kernel`.
+
+With `ctc_weight` w > 0 the model also has a CTC head `ctc/kernel` on the encoder output, and the
+training loss is the auxiliary-CTC objective (Graves et al., 2006; used with transducers in
+e.g. ESPnet and icefall)
+
+    loss_b = NLL_transducer(y_b | x_b) + w * NLL_CTC(y_b | x_b),
+
+whose CTC term gives the encoder a direct, alignment-free gradient early in training; `ctc_logits`
+serves CTC greedy decoding (`models.decoding.ctc_greedy_decode`).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from models import transducer
 
@@ -177,6 +187,12 @@ class Transducer(nn.Module):
     joint: JointNetwork
     blank_id: int = 0
     loss_chunk_size: int = 32
+    ctc_weight: float = 0.0
+
+    def setup(self):
+        if self.ctc_weight < 0:
+            raise ValueError(f"ctc_weight={self.ctc_weight}; expected >= 0")
+        self.ctc = nn.Dense(self.joint.vocab_size) if self.ctc_weight > 0 else None
 
     @property
     def vocab_size(self) -> int:
@@ -187,6 +203,14 @@ class Transducer(nn.Module):
         """features `[B, T, F]` -> (encoder frames in joint space `[B, T', J]`, lengths `[B]`)."""
         encoder_out, encoder_lengths = self.encoder(features, feature_lengths, train=train)
         return self.joint.project_encoder(encoder_out), encoder_lengths
+
+    def ctc_logits(self, features: jax.Array, feature_lengths: jax.Array, train: bool = False
+                   ) -> tuple[jax.Array, jax.Array]:
+        """features `[B, T, F]` -> (CTC logits `[B, T', V]`, lengths `[B]`); needs `ctc_weight` > 0."""
+        if self.ctc is None:
+            raise ValueError("this model has no CTC head: train it with model.ctc_weight > 0")
+        encoder_out, encoder_lengths = self.encoder(features, feature_lengths, train=train)
+        return self.ctc(encoder_out), encoder_lengths
 
     def initial_predictor_state(self, batch_size: int) -> PredictorState:
         return self.predictor.initial_state(batch_size)
@@ -211,23 +235,30 @@ class Transducer(nn.Module):
         Uses `models.transducer.rnnt_loss_chunked`, so the `[B, T', U+1, V]` logits are only built
         `loss_chunk_size` frames at a time.
         """
-        enc_proj, enc_lengths = self.encode(features, feature_lengths, train=train)
+        encoder_out, enc_lengths = self.encoder(features, feature_lengths, train=train)
+        enc_proj = self.joint.project_encoder(encoder_out)
         # Padding labels may hold any id (-1, ...); feed blank there so no NaN enters the graph.
         is_label = jnp.arange(labels.shape[1])[None, :] < label_lengths[:, None]
         tokens = jnp.where(is_label, labels, self.blank_id)
         start = jnp.full((labels.shape[0], 1), self.blank_id, tokens.dtype)
         pred_proj, _ = self.predict(jnp.concatenate([start, tokens], axis=1))
         logits_fn = self.joint.logits_fn()
-        return transducer.rnnt_loss_chunked(
+        nll = transducer.rnnt_loss_chunked(
             enc_proj, pred_proj,
             lambda enc, pred: logits_fn(enc[:, :, None, :], pred[:, None, :, :]),
             labels, enc_lengths, label_lengths, blank_id=self.blank_id,
             chunk_size=self.loss_chunk_size)
+        if self.ctc is None:
+            return nll
+        frame_padding = (jnp.arange(encoder_out.shape[1])[None, :] >= enc_lengths[:, None]).astype(jnp.float32)
+        ctc = optax.ctc_loss(self.ctc(encoder_out), frame_padding, tokens, 1.0 - is_label.astype(jnp.float32),
+                             blank_id=self.blank_id)
+        return nll + self.ctc_weight * ctc
 
 
 def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim: int,
                     predictor_hidden_size: int, predictor_layers: int, joint_dim: int, blank_id: int,
-                    loss_chunk_size: int) -> Transducer:
+                    loss_chunk_size: int, ctc_weight: float = 0.0) -> Transducer:
     """`encoder` with the prediction and joint networks every model family shares."""
     return Transducer(
         encoder=encoder,
@@ -236,4 +267,5 @@ def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim:
         joint=JointNetwork(vocab_size, joint_dim),
         blank_id=blank_id,
         loss_chunk_size=loss_chunk_size,
+        ctc_weight=ctc_weight,
     )

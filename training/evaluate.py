@@ -43,10 +43,11 @@ class _Frozen:
 
 
 def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
-               features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1
-               ) -> tuple[list[str], list[str]]:
+               features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1,
+               ctc: bool = False) -> tuple[list[str], list[str]]:
     """(references, hypotheses) for the utterances of `split`, greedy (`beam` = 1) or modified
-    beam search (audio is decoded batch by batch, never the whole split at once).
+    beam search (audio is decoded batch by batch, never the whole split at once); with `ctc`,
+    best-path decoding of the model's auxiliary CTC head instead (`beam` is then ignored).
 
     References are the tokenizer's round trip of each transcript, i.e. the text the model can
     produce. The order is the batching order (bucket by bucket), the same for every model.
@@ -56,7 +57,9 @@ def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
     refs, hyps = [], []
     for batch in input_pipeline.eval_batches(split, tokenizer, batch_size):
         feats, lengths = _features({k: batch[k] for k in ("audio", "audio_lengths")}, frozen)
-        if beam == 1:
+        if ctc:
+            result = decoding.ctc_greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)
+        elif beam == 1:
             result = decoding.greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)
         else:
             result = decoding.beam_search(model, variables, feats, lengths, beam_width=beam,
