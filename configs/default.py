@@ -11,7 +11,8 @@ Sections:
             rows, or with `max_batch_seconds` > 0 as many rows as fit that much padded audio
             (a multiple of the device count); `num_buckets` shapes; `num_workers` grain worker
             processes decoding ahead, each `prefetch` batches; `strict` makes bad audio an error
-            instead of a skipped, logged utterance.
+            instead of a skipped, logged utterance; `speed_perturbation` speed factors drawn per
+            training row (corpora.batching).
   features  log-mel front end, per-utterance normalisation, SpecAugment (training only).
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
             `models.conformer.make_conformer`.
@@ -46,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_workers = 2  # grain worker processes; 0 loads in the training process
     config.data.prefetch = 2  # batches each worker keeps ready
     config.data.strict = False  # bad audio raises instead of being skipped and logged
+    config.data.speed_perturbation = ()  # e.g. (0.9, 1.0, 1.1): each training row played that much faster
     config.data.max_train_examples = 0  # 0: all
     config.data.max_dev_examples = 64  # dev WER during training on this many utterances; 0: all
 

@@ -25,6 +25,11 @@ a stream resumes from k alone, and `BatchPlan.state(k)` also records what define
 (corpus fingerprint, batch seconds, shapes, seed, process count), which `check_resumable`
 compares field by field.
 
+**Speed perturbation** (`speed_factors`, e.g. (0.9, 1.0, 1.1) as in Ko et al., 2015): global row r
+of batch k is resampled to play `f` times faster, f drawn from the factors by
+`default_rng([seed, k, r])`, so it is the same on every process and after a resume; buckets are
+planned for the slowest factor (durations x 1 / min f).
+
 **Loading** (`BatchLoader`) decodes, resamples and tokenizes the rows of one batch; with P
 processes, process p reads only rows [p R / P, (p + 1) R / P) of each global batch, so P
 processes together compute exactly what one does. An utterance whose audio is missing,
@@ -36,6 +41,7 @@ processes with prefetch (`grain.MapDataset` -> `mp_prefetch`).
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -69,6 +75,15 @@ def conform_sample_rate(audio: np.ndarray, sample_rate: int, utterance_id: str,
                          f"{target_hz} Hz (or pass resample=True)")
     g = math.gcd(target_hz, sample_rate)
     return scipy.signal.resample_poly(audio, target_hz // g, sample_rate // g).astype(np.float32)
+
+
+def perturb_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """audio [N] played `factor` times faster: [~N / factor], by polyphase resampling (pitch moves
+    with the tempo, as in sox's `speed`)."""
+    if factor == 1.0:
+        return audio
+    ratio = fractions.Fraction(factor).limit_denominator(100)
+    return scipy.signal.resample_poly(audio, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
 def encode_text(text: str, tokenizer: Tokenizer, utterance_id: str) -> np.ndarray:
@@ -155,6 +170,7 @@ class BatchPlan:
     fingerprint: str
     max_batch_seconds: float
     process_count: int = 1
+    speed_factors: tuple[float, ...] = ()
 
     def epoch(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches as utterance-index arrays (a short last batch per bucket is kept
@@ -183,7 +199,8 @@ class BatchPlan:
         return {"next_batch": int(next_batch), "corpus_fingerprint": self.fingerprint,
                 "max_batch_seconds": float(self.max_batch_seconds),
                 "shapes": [[b.rows, b.max_samples, b.max_labels] for b in self.buckets],
-                "seed": int(self.seed), "process_count": int(self.process_count)}
+                "seed": int(self.seed), "process_count": int(self.process_count),
+                "speed_factors": [float(f) for f in self.speed_factors]}
 
 
 def check_resumable(saved: dict[str, Any], plan: BatchPlan) -> int:
@@ -201,7 +218,7 @@ def check_resumable(saved: dict[str, Any], plan: BatchPlan) -> int:
 def make_plan(metadata: Metadata, tokenizer: Tokenizer, *, batch_size: int, max_batch_seconds: float = 0.0,
               num_buckets: int = 4, row_multiple: int = 1, seed: int = 0, shuffle: bool = True,
               drop_remainder: bool = True, min_samples: int = 1, process_count: int = 1,
-              sample_rate_hz: int = SAMPLE_RATE_HZ) -> BatchPlan:
+              speed_factors: Sequence[float] = (), sample_rate_hz: int = SAMPLE_RATE_HZ) -> BatchPlan:
     """The batch plan of `metadata` (no audio is read; see the module docstring).
 
     Raises:
@@ -212,10 +229,15 @@ def make_plan(metadata: Metadata, tokenizer: Tokenizer, *, batch_size: int, max_
         raise ValueError("no utterances to batch")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected >= 1")
-    num_samples = np.round(metadata.durations_s * sample_rate_hz).astype(np.int64)
+    if any(f <= 0 for f in speed_factors):
+        raise ValueError(f"speed_factors={tuple(speed_factors)}; expected factors > 0")
+    slowest, fastest = (1 / min(speed_factors), 1 / max(speed_factors)) if speed_factors else (1.0, 1.0)
+    original = np.round(metadata.durations_s * sample_rate_hz).astype(np.int64)
+    # Room for the slowest factor (and the sample resampling may add).
+    num_samples = np.ceil(original * slowest).astype(np.int64) + 1 if speed_factors else original
     num_labels = np.array([len(encode_text(t, tokenizer, i)) for i, t in zip(metadata.ids, metadata.texts)],
                           np.int64)
-    usable = num_samples >= min_samples
+    usable = original * fastest >= min_samples
     bounds = bucket_bounds(num_samples[usable], num_labels[usable], num_buckets) if usable.any() else []
     buckets = tuple(Bucket(rows_for(s, batch_size, max_batch_seconds, row_multiple), s, u) for s, u in bounds)
     for bucket in buckets:
@@ -228,11 +250,19 @@ def make_plan(metadata: Metadata, tokenizer: Tokenizer, *, batch_size: int, max_
         ids = [metadata.ids[i] for i in np.flatnonzero(~usable)]
         log.warning("dropping %d utterance(s) shorter than %d samples: %s", len(ids), min_samples, ids)
     return BatchPlan(buckets, bucket_of, seed, shuffle, drop_remainder, metadata.fingerprint(),
-                     max_batch_seconds, process_count)
+                     max_batch_seconds, process_count, tuple(float(f) for f in speed_factors))
+
+
+class PlannedBatch(NamedTuple):
+    """Global batch `index` of a plan: its bucket and the indices of its utterances."""
+
+    index: int
+    bucket: int
+    utterances: np.ndarray
 
 
 class PlannedBatches(Sequence):
-    """Global batches [start, stop) of a plan as (bucket index, utterance indices) pairs."""
+    """Global batches [start, stop) of a plan as `PlannedBatch`es."""
 
     def __init__(self, plan: BatchPlan, start: int, stop: int):
         self.plan, self.start, self.stop = plan, start, stop
@@ -244,13 +274,13 @@ class PlannedBatches(Sequence):
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray]:
+    def __getitem__(self, index: int) -> PlannedBatch:
         k = self.start + index
         epoch, position = divmod(k, self.per_epoch)
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, self.plan.epoch(epoch)
         indices = self._batches[position]
-        return int(self.plan.bucket_of[indices[0]]), indices
+        return PlannedBatch(k, int(self.plan.bucket_of[indices[0]]), indices)
 
 
 class LoadedBatch(NamedTuple):
@@ -262,28 +292,36 @@ class LoadedBatch(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class BatchLoader:
-    """(bucket index, utterance indices) -> this process's rows of that padded global batch."""
+    """`PlannedBatch` of `plan` -> this process's rows of that padded global batch."""
 
     source: Source
     tokenizer: Tokenizer
-    buckets: tuple[Bucket, ...]
+    plan: BatchPlan
     process_index: int = 0
     process_count: int = 1
     strict: bool = False
     resample: bool = True
 
-    def __call__(self, planned: tuple[int, np.ndarray]) -> LoadedBatch:
-        bucket_index, indices = planned
-        bucket = self.buckets[bucket_index]
+    def speed(self, batch_index: int, row: int) -> float:
+        """The speed factor of global row `row` of batch `batch_index` (1 without perturbation)."""
+        factors = self.plan.speed_factors
+        if not factors:
+            return 1.0
+        return factors[np.random.default_rng([self.plan.seed, batch_index, row]).integers(len(factors))]
+
+    def __call__(self, planned: PlannedBatch) -> LoadedBatch:
+        bucket = self.plan.buckets[planned.bucket]
         local = bucket.rows // self.process_count
-        rows = list(indices) + [-1] * (bucket.rows - len(indices))
+        rows = list(planned.utterances) + [-1] * (bucket.rows - len(planned.utterances))
         encoded, skipped = [], []
-        for i in rows[self.process_index * local:(self.process_index + 1) * local]:
+        first = self.process_index * local
+        for row, i in enumerate(rows[first:first + local], start=first):
             if i < 0:
                 encoded.append(None)
                 continue
             try:
-                encoded.append(encode_example(self.source[int(i)], self.tokenizer, resample=self.resample))
+                audio, labels = encode_example(self.source[int(i)], self.tokenizer, resample=self.resample)
+                encoded.append((perturb_speed(audio, self.speed(planned.index, row)), labels))
             except ValueError as e:
                 if self.strict:
                     raise
@@ -337,7 +375,7 @@ def one_pass(source: Source, tokenizer: Tokenizer, batch_size: int, num_buckets:
     process; bad audio is skipped with a logged warning (evaluation)."""
     plan = make_plan(source.metadata, tokenizer, batch_size=batch_size, num_buckets=num_buckets,
                      shuffle=False, drop_remainder=False)
-    loader = BatchLoader(source, tokenizer, plan.buckets)
+    loader = BatchLoader(source, tokenizer, plan)
     planned = PlannedBatches(plan, 0, plan.batches_per_epoch)
     for k in range(len(planned)):
         loaded = loader(planned[k])

@@ -32,7 +32,7 @@ def plan_of(examples, tok=None, **kwargs):
 
 def load(examples, plan, start=0, stop=None, tok=None, **loader_kwargs):
     """Global batches [start, stop) of `plan` loaded in this process (LoadedBatch list)."""
-    loader = batching.BatchLoader(sources.ExampleSource(examples), tok or CharTokenizer(), plan.buckets,
+    loader = batching.BatchLoader(sources.ExampleSource(examples), tok or CharTokenizer(), plan,
                                   **loader_kwargs)
     stop = plan.batches_per_epoch if stop is None else stop
     return list(batching.stream(plan, loader, start, stop))
@@ -141,7 +141,7 @@ def test_a_stream_started_at_k_yields_exactly_the_batches_from_k_on():
 def test_grain_worker_processes_deliver_the_in_process_batches():
     examples = make_examples(30)
     plan = plan_of(examples, seed=1)
-    loader = batching.BatchLoader(sources.ExampleSource(examples), CharTokenizer(), plan.buckets)
+    loader = batching.BatchLoader(sources.ExampleSource(examples), CharTokenizer(), plan)
     stream = batching.stream(plan, loader, 3, 3 + 2 * plan.batches_per_epoch, num_workers=2)
     try:
         from_workers = [b.batch for b in stream]
@@ -197,12 +197,12 @@ def test_bad_audio_becomes_a_padding_row_named_in_skipped_or_raises_under_strict
 
     examples = make_examples(8)
     plan = plan_of(examples, batch_size=8, num_buckets=1)
-    loader = batching.BatchLoader(Broken(examples), CharTokenizer(), plan.buckets)
+    loader = batching.BatchLoader(Broken(examples), CharTokenizer(), plan)
     loaded = loader(batching.PlannedBatches(plan, 0, 1)[0])
     assert loaded.skipped == ("utterance 'utt-3': unreadable audio x.flac",)
     assert loaded.batch["mask"].sum() == 7
     assert 3 not in [index_of(a) for a, _ in rows(loaded.batch)]
-    strict = batching.BatchLoader(Broken(examples), CharTokenizer(), plan.buckets, strict=True)
+    strict = batching.BatchLoader(Broken(examples), CharTokenizer(), plan, strict=True)
     with pytest.raises(ValueError, match="utt-3"):
         strict(batching.PlannedBatches(plan, 0, 1)[0])
 
@@ -265,3 +265,26 @@ def test_split_for_devices_names_an_indivisible_batch_size():
     batch = batching.pad_batch([], batching.Bucket(6, 4, 2), rows=6)
     with pytest.raises(ValueError, match="batch size 6 .* 4 devices"):
         batching.split_for_devices(batch, num_devices=4)
+
+
+def test_speed_perturbation_is_drawn_per_row_fits_the_buckets_and_is_the_same_on_every_process():
+    examples = make_examples(24)
+    plan = plan_of(examples, batch_size=6, num_buckets=2, speed_factors=(0.9, 1.0, 1.1), process_count=2)
+    plain = plan_of(examples, batch_size=6, num_buckets=2)
+    assert max(b.max_samples for b in plan.buckets) >= max(b.max_samples for b in plain.buckets) / 0.9
+    whole = load(examples, plan, 0, 2 * plan.batches_per_epoch)
+    loader = batching.BatchLoader(sources.ExampleSource(examples), CharTokenizer(), plan)
+    factors = set()
+    for k, loaded in enumerate(whole):
+        batch, planned = loaded.batch, batching.PlannedBatches(plan, 0, len(whole))[k]
+        for row, i in enumerate(planned.utterances):
+            factor = loader.speed(k, row)
+            factors.add(factor)
+            expected = batching.perturb_speed(examples[i]["audio"], factor)
+            np.testing.assert_array_equal(batch["audio"][row, :batch["audio_lengths"][row]], expected)
+            assert abs(len(expected) - len(examples[i]["audio"]) / factor) <= 1
+    assert factors == {0.9, 1.0, 1.1}
+    shards = [load(examples, plan, 0, len(whole), process_index=p, process_count=2) for p in range(2)]
+    for k, loaded in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([s[k].batch["audio"] for s in shards]), loaded.batch["audio"])
+    assert plan.state(0)["speed_factors"] == [0.9, 1.0, 1.1]

@@ -88,11 +88,11 @@ def test_missing_truncated_unreadable_and_mistimed_audio_raise_naming_utterance_
 def test_bad_entries_are_skipped_counted_and_named_when_batched_or_raise_under_strict(tmp_path):
     source = sources.ManifestSource(_bad_corpus(tmp_path))
     plan = batching.make_plan(source.metadata, CharTokenizer(), batch_size=6, num_buckets=1)
-    loader = batching.BatchLoader(source, CharTokenizer(), plan.buckets)
+    loader = batching.BatchLoader(source, CharTokenizer(), plan)
     (loaded,) = batching.stream(plan, loader, 0, 1)
     assert loaded.batch["mask"].sum() == 2
     assert sorted(reason.split("'")[1] for reason in loaded.skipped) == ["u1", "u2", "u3", "u5"]
-    strict = batching.BatchLoader(source, CharTokenizer(), plan.buckets, strict=True)
+    strict = batching.BatchLoader(source, CharTokenizer(), plan, strict=True)
     with pytest.raises(ValueError, match="utterance 'u"):
         list(batching.stream(plan, strict, 0, 1))
 
@@ -101,5 +101,5 @@ def test_a_manifest_at_another_sample_rate_is_resampled_when_batched(tmp_path):
     path, _ = _corpus(tmp_path, n=1, sample_rate=8000)
     source = sources.ManifestSource(path)
     plan = batching.make_plan(source.metadata, CharTokenizer(), batch_size=1, num_buckets=1)
-    (loaded,) = batching.stream(plan, batching.BatchLoader(source, CharTokenizer(), plan.buckets), 0, 1)
+    (loaded,) = batching.stream(plan, batching.BatchLoader(source, CharTokenizer(), plan), 0, 1)
     assert loaded.batch["audio_lengths"][0] == 8000 and not loaded.skipped

@@ -93,14 +93,14 @@ def train_plan(config: ml_collections.ConfigDict, train: sources.Source,
         train.metadata, tokenizer, batch_size=config.batch_size,
         max_batch_seconds=config.data.max_batch_seconds, num_buckets=config.data.num_buckets,
         row_multiple=jax.device_count(), seed=config.seed, min_samples=min_samples,
-        process_count=jax.process_count())
+        process_count=jax.process_count(), speed_factors=tuple(config.data.speed_perturbation))
 
 
 def train_stream(config: ml_collections.ConfigDict, plan: BatchPlan, train: sources.Source,
                  tokenizer: tokenizers.Tokenizer, start: int) -> Iterator[LoadedBatch]:
     """This process's rows of global batches start, ..., num_train_steps - 1, loaded by
     `config.data.num_workers` worker processes."""
-    loader = BatchLoader(train, tokenizer, plan.buckets, jax.process_index(), jax.process_count(),
+    loader = BatchLoader(train, tokenizer, plan, jax.process_index(), jax.process_count(),
                          strict=config.data.strict)
     return batching.stream(plan, loader, start, config.num_train_steps,
                            num_workers=config.data.num_workers, prefetch=config.data.prefetch)
