@@ -1,0 +1,20 @@
+"""Conformer transducer on synth-en `large` (44 h), at on-device size (4.20 M parameters with 256 sentencepiece tokens): 8
+blocks of width 128 (4 heads of 32), a 128-channel subsampling stem, and the rest of the
+recognizers recipe of configs/rnnt_synth_large.py (sentencepiece, SpecAugment, speed
+perturbation, auxiliary CTC, warm-up + cosine decay, dev WER on 500 utterances)."""
+
+import ml_collections
+
+from configs import rnnt_synth_large
+
+
+def get_config():
+    config = rnnt_synth_large.get_config()
+    config.model = ml_collections.ConfigDict(dict(
+        name="conformer", encoder_layers=8, model_dim=128, num_heads=4, ff_multiplier=4,
+        conv_kernel_size=15, subsampling_channels=128, dropout_rate=0.1,
+        predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3))
+    config.optim.learning_rate = 2e-3
+    config.optim.warmup_steps = 2000
+    config.quant.rules = ((r"encoder/.*kernel", 4, "channel"), (r".*kernel", 8, "channel"))
+    return config

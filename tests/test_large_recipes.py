@@ -1,0 +1,31 @@
+"""The synth-en `large` recipes start: each trains and evaluates on the tiny corpus.
+
+Shrunk for CI time, and only these fields: data.path (the tiny corpus instead of `large`),
+data.max_batch_seconds 8 (the tiny corpus's 40 training utterances), data.max_dev_examples 4,
+eval_batch_size 4, num_train_steps 2 with evaluation and a checkpoint at step 2, warm-up 1 step.
+The model sizes, tokenizer, SpecAugment, speed perturbation and CTC weight are the recipe's.
+"""
+
+import importlib
+
+import pytest
+
+from training import checkpoints, metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rnnt_synth_large", "conformer_synth_large"])
+def test_the_large_recipe_trains_and_evaluates(name, tiny_corpus, tmp_path):
+    import train
+
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.data.path = str(tiny_corpus)
+    config.data.max_batch_seconds = 8.0
+    config.data.max_dev_examples = 4
+    config.eval_batch_size = 4
+    config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+    config.optim.warmup_steps = 1
+    train.train_and_evaluate(config, str(tmp_path))
+    assert checkpoints.manager(tmp_path, create=False).latest_step() == 2
+    record = metrics.read(tmp_path)[-1]
+    assert record["step"] == 2 and 0 <= record["dev_wer"]
