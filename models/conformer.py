@@ -63,6 +63,22 @@ def relative_position_encoding(num_frames: int, dim: int) -> jax.Array:
     return jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1).reshape(2 * num_frames - 1, dim)
 
 
+def relative_shift(by_distance: jax.Array) -> jax.Array:
+    """`[..., T, 2T - 1]` scores by relative-distance row -> `[..., T, T]` scores by key frame.
+
+    `out[..., i, j] = x[..., i, T - 1 - (i - j)]` (row r of the encoding is distance T - 1 - r).
+    With x flattened to `y` of length T (2T - 1), that is `y[(T - 1) + i (2T - 2) + j]`, so it is
+    the flat array from offset T - 1, cut into rows of 2T - 2 and truncated to T columns (the
+    Transformer-XL pad-and-reshape shift): slices and reshapes only, no gather, and its backward
+    pads instead of scatter-adding.
+    """
+    *lead, frames, width = by_distance.shape
+    if frames == 1:
+        return by_distance
+    flat = by_distance.reshape(*lead, frames * width)[..., frames - 1:frames - 1 + frames * (width - 1)]
+    return flat.reshape(*lead, frames, width - 1)[..., :frames]
+
+
 def attention_mask(lengths: jax.Array, num_frames: int, chunk_size: int | None = None,
                    left_chunks: int | None = None) -> jax.Array:
     """`[B, T, T]` bool, True where query `i` may attend key `j`: `j` valid and, when chunked,
@@ -103,9 +119,7 @@ class RelativeMultiHeadAttention(nn.Module):
         bias_v = self.param("pos_bias_v", nn.initializers.zeros, heads)
         content = jnp.einsum("bihd,bjhd->bhij", query + bias_u, key)
         by_distance = jnp.einsum("bihd,rhd->bhir", query + bias_v, position)  # [B, H, T, 2T-1]
-        frames = jnp.arange(num_frames)
-        row = num_frames - 1 - (frames[:, None] - frames[None, :])  # row of distance i - j
-        positional = by_distance[:, :, frames[:, None], row]  # [B, H, T, T]
+        positional = relative_shift(by_distance)  # [B, H, T, T]
         scores = (content + positional) / jnp.sqrt(head_dim)
         weights = jax.nn.softmax(jnp.where(mask[:, None], scores, _MASKED_SCORE), axis=-1)
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)

@@ -236,6 +236,12 @@ class Transducer(nn.Module):
         `loss_chunk_size` frames at a time.
         """
         encoder_out, enc_lengths = self.encoder(features, feature_lengths, train=train)
+        return self.loss_from_encoder(encoder_out, enc_lengths, labels, label_lengths)
+
+    def loss_from_encoder(self, encoder_out: jax.Array, enc_lengths: jax.Array, labels: jax.Array,
+                          label_lengths: jax.Array) -> jax.Array:
+        """`__call__` after the encoder: encoder output `[B, T', De]` -> per-example NLL `[B]`
+        (prediction network, joint, transducer loss and the auxiliary CTC term)."""
         enc_proj = self.joint.project_encoder(encoder_out)
         # Padding labels may hold any id (-1, ...); feed blank there so no NaN enters the graph.
         is_label = jnp.arange(labels.shape[1])[None, :] < label_lengths[:, None]

@@ -107,3 +107,19 @@ def test_too_few_frames_for_the_subsampling_are_rejected():
     encoder = ConformerEncoder(**SMALL)
     with pytest.raises(ValueError, match="at least 7 input frames"):
         encoder.init(jax.random.key(0), jnp.zeros((1, 6, 12)), jnp.array([6]))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5, 16])
+def test_relative_shift_equals_the_gather_by_distance(frames):
+    from models.conformer import relative_shift
+
+    x = jax.random.normal(jax.random.key(frames), (2, 3, frames, 2 * frames - 1))
+    t = np.arange(frames)
+    gathered = np.asarray(x)[:, :, t[:, None], frames - 1 - (t[:, None] - t[None, :])]
+    np.testing.assert_array_equal(relative_shift(x), gathered)
+    cotangent = jax.random.normal(jax.random.key(0), (2, 3, frames, frames))
+    grad = jax.vjp(relative_shift, x)[1](cotangent)[0]
+    expected = np.zeros(x.shape, np.float32)
+    np.add.at(expected, (slice(None), slice(None), t[:, None], frames - 1 - (t[:, None] - t[None, :])),
+              np.asarray(cotangent))
+    np.testing.assert_allclose(grad, expected)
