@@ -13,7 +13,8 @@ def get_config():
     config.model = ml_collections.ConfigDict(dict(
         name="conformer", encoder_layers=8, model_dim=128, num_heads=4, ff_multiplier=4,
         conv_kernel_size=15, subsampling_channels=128, dropout_rate=0.1,
-        predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3))
+        predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3,
+        loss_chunk_size=1024))
     config.optim.learning_rate = 2e-3
     config.optim.warmup_steps = 2000
     config.quant.rules = ((r"encoder/.*kernel", 4, "channel"), (r".*kernel", 8, "channel"))

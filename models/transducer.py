@@ -92,7 +92,8 @@ def rnnt_loss_chunked(
 
     Equal to `rnnt_loss(joint_fn(encoder_out, predictor_out), ...)` but the [B, T, U+1, V] logits
     are only ever built for `chunk_size` frames at a time, under `jax.checkpoint`, and reduced at
-    once to the blank and next-label log-probs [B, chunk_size, U+1]. Gradients flow to
+    once to the blank and next-label log-probs [B, chunk_size, U+1]. With `chunk_size >= T` the
+    whole lattice is built once and kept for the backward (faster when it fits in memory). Gradients flow to
     `encoder_out`, `predictor_out` and whatever `joint_fn` closes over (e.g. joint parameters).
 
     Args:
@@ -163,8 +164,11 @@ def _chunked_transition_log_probs(
     blank_id: int,
     chunk_size: int,
 ) -> tuple[jax.Array, jax.Array]:
-    """Blank [B, T, U+1] and emit [B, T, U] log-probs, one checkpointed joint chunk at a time."""
+    """Blank [B, T, U+1] and emit [B, T, U] log-probs, one checkpointed joint chunk at a time;
+    when one chunk covers every frame, the whole lattice at once without recomputation."""
     batch, num_frames, enc_dim = encoder_out.shape
+    if chunk_size >= num_frames:
+        return _transition_log_probs(joint_fn(encoder_out, predictor_out), labels, label_lengths, blank_id)
     num_chunks = -(-num_frames // chunk_size)
     padded = jnp.pad(encoder_out, ((0, 0), (0, num_chunks * chunk_size - num_frames), (0, 0)))
     chunks = padded.reshape(batch, num_chunks, chunk_size, enc_dim).swapaxes(0, 1)

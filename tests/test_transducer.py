@@ -135,7 +135,7 @@ def joint_params(seed, enc_dim, pred_dim, hidden, vocab):
     }
 
 
-@pytest.mark.parametrize("chunk_size", [3, 64])
+@pytest.mark.parametrize("chunk_size", [3, 4, 11, 64])
 def test_chunked_equals_full_in_loss_and_gradients(chunk_size):
     _, labels, logit_lengths, label_lengths = random_batch(8, 3, 11, 5, 9)
     params = joint_params(0, enc_dim=6, pred_dim=5, hidden=8, vocab=9)
