@@ -67,27 +67,31 @@ def data_for(path: str, base: ml_collections.ConfigDict) -> tuple[ml_collections
     return data, None
 
 
-def ptq_rules(config: ml_collections.ConfigDict, spec: str) -> tuple[str, gq_jax.Quantizer, gq_jax.GQConfig]:
-    """('METHOD_BITSbit', quantizer, GQConfig with the run's patterns at BITS bits) from 'METHOD:BITS'."""
+def ptq_quantizer(run: runs.Run, spec: str) -> tuple[str, gq_jax.Quantizer]:
+    """('METHOD_BITSbit', the post-training quantizer METHOD with the run's rules at BITS bits, their
+    granularity and channel axes kept) from 'METHOD:BITS'."""
     method, _, bits = spec.partition(":")
-    if method not in ("ptq_round", "ptq_kmeans") or not bits.isdigit():
-        raise ValueError(f"--ptq {spec!r}; expected ptq_round:BITS or ptq_kmeans:BITS")
-    quant = ml_collections.ConfigDict(config.quant.to_dict())
+    known = config_lib.post_training_methods()
+    if method not in known or not bits.isdigit():
+        raise ValueError(f"--ptq {spec!r}; expected METHOD:BITS with METHOD one of {known}")
+    quant = ml_collections.ConfigDict(run.config.quant.to_dict())
     quant.method = method
-    quant.rules = tuple((pattern, int(bits), granularity) for pattern, _, granularity in config.quant.rules)
-    return f"{method}_{bits}bit", gq_jax.get_method(method), config_lib.gq_config(quant)
+    quant.rules = tuple((pattern, int(bits), *rest) for pattern, _, *rest in run.config.quant.rules)
+    return f"{method}_{bits}bit", config_lib.method_for(quant, run.model,
+                                                         run.config.features.num_mel_bins).quantizer
 
 
-def models_to_score(run: runs.Run, ptq: list[str]) -> dict[str, tuple[Any, Any]]:
-    """{model name: (float params to decode with, hardened tree or None)}."""
-    models: dict[str, tuple[Any, Any]] = {"float": (run.params, None)}
-    if run.config.quant.method != "float":
-        hardened = run.hardened()
-        models["quantized"] = (gq_jax.dequantize(hardened), hardened)
+def models_to_score(run: runs.Run, exported: gq_jax.Export, ptq: list[str]
+                    ) -> dict[str, tuple[Any, gq_jax.Export | None]]:
+    """{model name: (float params to decode with, its export or None)}: "float" (the latent
+    weights), "quantized" (`exported`, when it quantizes anything) and one row per `ptq` spec."""
+    models: dict[str, tuple[Any, gq_jax.Export | None]] = {"float": (run.params, None)}
+    if exported.sizes.quantized_weights:
+        models["quantized"] = (exported.params, exported)
     for spec in ptq:
-        name, quantizer, gq_config = ptq_rules(run.config, spec)
-        hardened = quantizer.harden(run.params, quantizer.init(run.params, gq_config), gq_config)
-        models[name] = (gq_jax.dequantize(hardened), hardened)
+        name, quantizer = ptq_quantizer(run, spec)
+        post = gq_jax.export(quantizer, run.params, quantizer.init(run.params))
+        models[name] = (post.params, post)
     return models
 
 
@@ -124,17 +128,17 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     run = runs.load(workdir, checkpoint)
     data_config, data_splits = (run.config.data, None) if data is None else data_for(data, run.config.data)
     splits = list(data_splits or splits or run.config.data.eval_splits)
-    models = models_to_score(run, list(ptq))
+    exported = run.export()
+    models = models_to_score(run, exported, list(ptq))
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
                     beam, max_examples)
-    sizes = {name: {k: v for k, v in dataclasses.asdict(gq_jax.size_report(hardened)).items() if k != "leaves"}
-             for name, (_, hardened) in models.items() if hardened is not None}
+    sizes = {name: {k: v for k, v in dataclasses.asdict(shipped.sizes).items() if k != "leaves"}
+             for name, (_, shipped) in models.items() if shipped is not None}
     output = {"checkpoint": run.step, "beam": beam, "results": results, "sizes": sizes}
     (pathlib.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
     (pathlib.Path(workdir) / "sizes.json").write_text(json.dumps(sizes, indent=2))
     if export:
-        hardened = run.hardened()
-        size_bytes = gq_jax.save_packed(export, hardened)
+        size_bytes = gq_jax.save_packed(export, exported.hardened)
         report = gq_jax.size_report(gq_jax.load_packed(export))
         pathlib.Path(str(export) + ".size.txt").write_text(f"{report}\nfile: {size_bytes} bytes\n")
         output["export"] = {"path": str(export), "file_bytes": size_bytes}

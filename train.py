@@ -4,12 +4,14 @@
     python train.py --config configs/demo.py --workdir runs/demo-gq4 \
         --config.quant.method=gq --config.quant.init_from=runs/demo-float
 
-One step, on every local device (`jax.pmap`, gradients averaged with `lax.pmean`):
+One step, on every local device (`jax.pmap`, gradients averaged with `lax.pmean`), for the
+`gq_jax.Quantizer` that `config.quant.method` names (training/config.py METHODS; train.py never
+asks which it is):
 
-    Ŵ = quantizer.quantize_params(W, state, rules, alpha(step))   # identity for "float", "qwix"
-    loss = mean_b RNN-T NLL(model(Ŵ), batch_b)   # "qwix": the Qwix-wrapped model fake-quantizes
-    (W, centroids) <- optax.partition update   (weights: AdamW; centroids: their own optimizer)
-    centroids <- project_centroids(centroids);  every `snap_every` steps W <- hard(W)
+    Ŵ = quantizer.apply(W, state, step)          # GQ: quantize_params at alpha(step); float: W
+    loss = mean_b RNN-T NLL(model(Ŵ), batch_b)   # Qwix: the wrapped model fake-quantizes
+    (W, state) <- optax.partition update   (weights: AdamW; quantizer state: its own optimizer)
+    state, W = quantizer.update(state, W, step + 1)   # GQ: sort+clip centroids; every F steps W <- hard(W)
 
 Rerunning the same command resumes from the latest checkpoint in the workdir (parameters,
 centroids, optimizer state, step, data position, RNG) and ends with exactly the parameters of an
@@ -58,12 +60,11 @@ from training import config as config_lib
 from training import state as state_lib
 from training.state import TrainState
 
-def loss_fn(trainable: tuple[Any, gq_jax.QuantState], batch: Batch, key: jax.Array, alpha: jax.Array,
-            *, model, quantizer: gq_jax.Quantizer, gq_config: gq_jax.GQConfig,
-            features_config: ml_collections.ConfigDict) -> jax.Array:
+def loss_fn(trainable: tuple[Any, Any], batch: Batch, key: jax.Array, step: jax.Array, *, model,
+            quantizer: gq_jax.Quantizer, features_config: ml_collections.ConfigDict) -> jax.Array:
     """Mean transducer NLL over the real rows (`mask`) of a device's batch, with quantized weights."""
     params, quant = trainable
-    quantized = quantizer.quantize_params(params, quant, gq_config, alpha)
+    quantized = quantizer.apply(params, quant, step)
     feature_key, dropout_key = jax.random.split(key)
     feats, lengths = input_pipeline.features(batch, features_config, feature_key)
     nll = model.apply({"params": quantized}, feats, lengths, batch["labels"], batch["label_lengths"],
@@ -71,30 +72,30 @@ def loss_fn(trainable: tuple[Any, gq_jax.QuantState], batch: Batch, key: jax.Arr
     return jnp.sum(nll * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
 
 
-def train_step(state: TrainState, batch: Batch, *, loss: Callable, optimizer: optax.GradientTransformation,
-               alpha_fn: Callable, learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One update on every device (inside `pmap` over axis "batch")."""
+def train_step(state: TrainState, batch: Batch, *, loss: Callable, quantizer: gq_jax.Quantizer,
+               optimizer: optax.GradientTransformation, alpha_fn: Callable,
+               learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update on every device (inside `pmap` over axis "batch"), then `quantizer.update`."""
     key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
                              jax.lax.axis_index("batch"))
-    alpha = alpha_fn(state.step)
     trainable = (state.params, state.quant)
-    value, grads = jax.value_and_grad(loss)(trainable, batch, key, alpha)
+    value, grads = jax.value_and_grad(loss)(trainable, batch, key, state.step)
     grads = jax.lax.pmean(grads, "batch")
     updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
     params, quant = optax.apply_updates(trainable, updates)
-    state = state._replace(step=state.step + 1, params=params, quant=gq_jax.project_centroids(quant),
-                           opt_state=opt_state)
-    return state, {"loss": jax.lax.pmean(value, "batch"), "alpha": jnp.asarray(alpha, jnp.float32),
-                   "learning_rate": learning_rate_fn(state.step - 1)}
+    quant, params = quantizer.update(quant, params, state.step + 1)
+    metrics = {"loss": jax.lax.pmean(value, "batch"), "alpha": jnp.asarray(alpha_fn(state.step), jnp.float32),
+               "learning_rate": learning_rate_fn(state.step)}
+    return state._replace(step=state.step + 1, params=params, quant=quant, opt_state=opt_state), metrics
 
 
 def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_jax.Quantizer,
-                      gq_config: gq_jax.GQConfig, optimizer: optax.GradientTransformation) -> Callable:
-    """`train_step` of `config` pmapped over the local devices (axis "batch"; donates the state)."""
-    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, gq_config=gq_config,
-                             features_config=config.features)
+                      optimizer: optax.GradientTransformation) -> Callable:
+    """`train_step` of `config` pmapped over the local devices (axis "batch"; donates the state);
+    `model` is the module the loss applies (`Method.training_model`)."""
+    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, features_config=config.features)
     step = functools.partial(
-        train_step, loss=loss, optimizer=optimizer,
+        train_step, loss=loss, quantizer=quantizer, optimizer=optimizer,
         alpha_fn=config_lib.alpha_schedule(config.quant.alpha),
         learning_rate_fn=state_lib.learning_rate_schedule(config.optim, config.num_train_steps))
     return jax.pmap(step, axis_name="batch", donate_argnums=(0,))
@@ -114,13 +115,6 @@ def initial_params(model, config: ml_collections.ConfigDict) -> Any:
     return jax.tree_util.tree_map(jnp.asarray, params)
 
 
-def hard_params(quantizer: gq_jax.Quantizer, params: Any, quant: gq_jax.QuantState,
-                gq_config: gq_jax.GQConfig) -> tuple[Any, Any]:
-    """(hardened tree, its dequantized float params): what the shipped model computes with."""
-    hardened = quantizer.harden(params, quant, gq_config)
-    return hardened, gq_jax.dequantize(hardened)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final state."""
     config_lib.check_fields(config)
@@ -134,7 +128,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if not config.data.max_batch_seconds and config.batch_size % jax.device_count():
         raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices of all processes")
-    gq_config = config_lib.gq_config(config.quant)
 
     is_chief = jax.process_index() == 0
     train_source = input_pipeline.source(config.data, config.data.train_split,
@@ -144,7 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     workdir_path.mkdir(parents=True, exist_ok=True)
     tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_source)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
-    quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
+    method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
+    quantizer = method.quantizer
     plan = input_pipeline.train_plan(config, train_source, tokenizer,
                                      input_pipeline.min_samples_for(config.model.name))
     if is_chief:
@@ -156,9 +150,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     resuming = mngr.latest_step() is not None
     # When resuming, the checkpoint overwrites everything: random params only give the structure.
     params = state_lib.random_params(model, config) if resuming else initial_params(model, config)
-    quant = quantizer.init(params, gq_config)
     optimizer = state_lib.make_optimizer(config)
-    state = state_lib.create(params, quant, optimizer, config.seed)
+    state = state_lib.create(params, quantizer.init(params), optimizer, config.seed)
     if resuming:
         state, data_state = checkpoints.restore(mngr, state)
         if batching.check_resumable(data_state, plan) != int(state.step):
@@ -169,17 +162,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         print(f"resumed from step {int(state.step)} of {mngr.directory}", flush=True)
     checkpoints.save_config(config, workdir_path)
 
-    # Qwix QAT quantizes inside a wrapped model's forward; decoding uses `model` with hardened weights.
-    train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
-    p_train_step = make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
+    # The loss applies `method.training_model` (Qwix: the wrapped model); decoding uses `model`
+    # with the exported (dequantized) weights.
+    p_train_step = make_p_train_step(config, method.training_model, quantizer, optimizer)
 
     metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []
-    quantized = config.quant.method != "float"
-    hardened_start = quantizer.harden(state.params, state.quant, gq_config)
+    start_export = gq_jax.export(quantizer, state.params, state.quant)
+    quantized = start_export.sizes.quantized_weights > 0
     if quantized and int(state.step) == 0 and is_chief:
-        pictures.weight_histograms(state.params, hardened_start, workdir_path / "weights_start.png",
+        pictures.weight_histograms(state.params, start_export.hardened, workdir_path / "weights_start.png",
                                    "start of fine-tuning")
-    previous_indices = metrics.assignment_indices(hardened_start)
+    previous_indices = metrics.assignment_indices(start_export.hardened)
     start_step = int(state.step)
     state = state_lib.replicate(state)
     losses, skipped, waited, since = [], 0, 0.0, time.perf_counter()
@@ -207,23 +200,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             losses.append(loss_value)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
-            if config.quant.snap_every and step % config.quant.snap_every == 0:
-                host = state_lib.unreplicate(state)
-                _, hard = hard_params(quantizer, host.params, host.quant, gq_config)
-                state = state_lib.replicate(host._replace(params=gq_jax.snap_to(host.params, hard, gq_config)))
             log_now = step % config.log_every_steps == 0 or step == config.num_train_steps
             eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
             if is_chief and (log_now or eval_now):
                 host = state_lib.unreplicate(state)
-                hardened, dequantized = hard_params(quantizer, host.params, host.quant, gq_config)
-                indices = metrics.assignment_indices(hardened)
+                exported = gq_jax.export(quantizer, host.params, host.quant)
+                indices = metrics.assignment_indices(exported.hardened)
                 record = {"loss": float(np.mean(losses)), "alpha": float(step_metrics["alpha"]),
                           "learning_rate": float(step_metrics["learning_rate"]),
                           "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices),
                           "data_wait_fraction": waited / (time.perf_counter() - since),
                           "skipped_utterances": skipped}
                 if eval_now:
-                    refs, hyps = evaluate.transcribe(model, dequantized, dev_source, tokenizer,
+                    refs, hyps = evaluate.transcribe(model, exported.params, dev_source, tokenizer,
                                                      config.features, config.eval_batch_size)
                     record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
                 for writer in metric_writers:
@@ -239,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     mngr.wait_until_finished()
     final = state_lib.unreplicate(state)
     if quantized and is_chief:
-        pictures.weight_histograms(final.params, quantizer.harden(final.params, final.quant, gq_config),
+        pictures.weight_histograms(final.params, gq_jax.export(quantizer, final.params, final.quant).hardened,
                                    workdir_path / "weights_end.png", f"end of fine-tuning (step {int(final.step)})")
     return final
 

@@ -32,9 +32,8 @@ def gq_error(params: dict, bits: int, **config_fields) -> float:
 
 def ptq_round_error(params: dict, bits: int) -> float:
     config = gq_jax.GQConfig([gq_jax.Rule("w", bits, "channel")])
-    method = gq_jax.get_method("ptq_round")
-    hardened = method.harden(params, method.init(params, config), config)
-    return relative_error(params["w"], gq_jax.dequantize(hardened)["w"])
+    method = gq_jax.ptq_round(config)
+    return relative_error(params["w"], gq_jax.export(method, params, method.init(params)).params["w"])
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ Sections:
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
             `models.conformer.make_conformer`.
   optim     optimizer of the network weights (adamw, warm-up then cosine decay, clipping).
-  quant     `method` (float | gq | uniform_ste | ptq_round | ptq_kmeans | qwix), `rules` as ordered
+  quant     `method` (a name of training/config.py METHODS: float | gq | uniform_ste | ptq_round |
+            ptq_kmeans | qwix, each built from this section), `rules` as ordered
             (regex over the '/'-joined parameter path, bits, "tensor" | "channel") tuples (first
             match wins; "qwix", Qwix's weight-only QAT, takes 2..8 bits and quantizes only the
             weights Qwix intercepts, see training/qwix_qat.py), GQ's µ, mode, window and centroid

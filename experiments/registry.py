@@ -4,7 +4,8 @@ A run is one of three kinds:
   train     float training from random weights (`parent` is None);
   finetune  QAT from the latest checkpoint of its float `parent` (`quant.init_from`), with the same
             step budget for every method (`Scale.finetune_steps[model]`);
-  post      post-training quantization of the parent's weights (no training).
+  post      post-training quantization of the parent's weights (no training): a method registered
+            as post-training in training/config.py METHODS.
 
 Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
 the issue asks; days of training on 2 CPU cores) and "cpu" (compact models and budgets that fit
@@ -36,7 +37,6 @@ from training import config as config_lib
 
 WEIGHTS = r".*(kernel|embedding)"
 MODELS = ("rnnt", "conformer")
-POST_METHODS = ("ptq_round", "ptq_kmeans")
 MAIN_BITS = {"uniform_ste": (8, 4, 2), "gq": (8, 5, 4, 3, 2), "ptq_round": (4, 2), "ptq_kmeans": (4, 2),
              "qwix": (8, 4)}
 ABLATION_BITS = (4, 2)
@@ -98,7 +98,7 @@ class Experiment:
     def kind(self) -> str:
         if self.parent is None:
             return "train"
-        return "post" if self.method in POST_METHODS else "finetune"
+        return "post" if config_lib.is_post_training(self.method) else "finetune"
 
 
 def rules(bits: int, granularity: str = "channel") -> tuple[tuple[str, int, str], ...]:

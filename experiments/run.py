@@ -11,7 +11,7 @@ Steps: (1) train with train.py's `train_and_evaluate` in `RUNS_ROOT/SCALE/NAME` 
 its float parent's latest checkpoint; a post-training run trains nothing); rerunning the command
 resumes from the latest checkpoint, and a finished run is not retrained. (2) Score the shipped
 model (hard-quantized; the float weights for a float run) on test, test_other and real, greedy,
-and with beam 4 for the main rows. (3) Packed size (`gq_jax.size_report`), average index bits per
+and with beam 4 for the main rows. (3) Packed size (`gq_jax.export`'s size report), average index bits per
 quantized weight, saving against the uniform 8-bit model of the same weights (1 byte per weight of
 every weight matrix and embedding, plus float32 per-channel scales; the rest float), greedy
 real-time factor on test (benchmarks/latency.py), and training step time over float training's
@@ -51,8 +51,6 @@ import eval as eval_cmd
 import gq_jax
 import train
 from benchmarks import latency
-from gq_jax.artifact import is_quantized
-from gq_jax.config import leaves_with_paths
 from experiments import registry, step_time
 from training import checkpoints, input_pipeline, metrics, runs
 from training import config as config_lib
@@ -137,31 +135,32 @@ def train_resumably(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
 
 
 def shipped_model(experiment: registry.Experiment, config: ml_collections.ConfigDict,
-                  workdir: pathlib.Path) -> tuple[runs.Run, Any]:
-    """(the run whose model and tokenizer decode, the hardened tree the run ships)."""
+                  workdir: pathlib.Path) -> tuple[runs.Run, gq_jax.Export]:
+    """(the run whose model and tokenizer decode, the export of the model it ships)."""
     if experiment.kind != "post":
         run = runs.load(workdir)
-        return run, run.hardened()
+        return run, run.export()
     run = runs.load(workdir.parent / experiment.parent)
-    quantizer = config_lib.quantizer_for(config.quant.method)  # a post-training method: no model needed
-    gq_config = config_lib.gq_config(config.quant)
-    return run, quantizer.harden(run.params, quantizer.init(run.params, gq_config), gq_config)
+    quantizer = config_lib.method_for(config.quant, run.model, config.features.num_mel_bins).quantizer
+    return run, gq_jax.export(quantizer, run.params, quantizer.init(run.params))
 
 
 def reference_8bit_bytes(params: Any) -> int:
     """Bytes of the uniform 8-bit model: every weight matrix and embedding at 1 byte per weight plus
-    float32 per-channel scales (`SizeReport.uint8_bytes`), the other leaves float32."""
-    gq_config = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8, granularity="channel")])
-    ptq = gq_jax.get_method("ptq_round")
-    return gq_jax.size_report(ptq.harden(params, ptq.init(params, gq_config), gq_config)).uint8_bytes
+    float32 per-channel scales (`SizeReport.uint8_bytes` of them rounded to 8 bits), the other
+    leaves float32."""
+    rounded = gq_jax.ptq_round(gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8, granularity="channel")]))
+    return gq_jax.export(rounded, params, rounded.init(params)).sizes.uint8_bytes
 
 
-def float_weights(hardened: Any) -> list[str]:
-    """Paths of the weight matrices and embeddings (`registry.WEIGHTS`) the shipped tree keeps float:
-    none for the parameter-tree methods, the layers Qwix cannot intercept or train for "qwix"."""
+def float_weights(sizes: gq_jax.SizeReport) -> list[str]:
+    """Paths of the weight matrices and embeddings (`registry.WEIGHTS`) a quantized model ships
+    float: none for the parameter-tree methods, the layers Qwix cannot intercept or train for Qwix;
+    none for a model that quantizes nothing (float)."""
+    if not sizes.quantized_weights:
+        return []
     weights = gq_jax.GQConfig(rules=[gq_jax.Rule(registry.WEIGHTS, bits=8)])
-    return [path for path, leaf in leaves_with_paths(hardened, is_leaf=is_quantized)
-            if not is_quantized(leaf) and gq_jax.config.rule_for(path, weights) is not None]
+    return [path for path in sizes.float_leaves if gq_jax.config.rule_for(path, weights) is not None]
 
 
 def score_splits(run: runs.Run, params: Any, data: ml_collections.ConfigDict, beam: int,
@@ -252,14 +251,13 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         return previous
 
     start = time.perf_counter()
-    run, hardened = shipped_model(experiment, config, workdir)
-    params = gq_jax.dequantize(hardened)
+    run, shipped = shipped_model(experiment, config, workdir)
+    params, report = shipped.params, shipped.sizes
     decodes = {"greedy": score_splits(run, params, config.data, 1, settings.max_examples)}
     if experiment.beam:
         decodes[f"beam{BEAM}"] = score_splits(run, params, config.data, BEAM, settings.max_examples)
     rtf = greedy_rtf(run, params, config.data, settings.max_examples)
     eval_wall_s = time.perf_counter() - start
-    report = gq_jax.size_report(hardened)
     reference = reference_8bit_bytes(run.params)
     timing = (step_time.step_time_ratio(config, settings.step_time_steps) if experiment.kind != "post"
               else {"step_time_s": None, "float_step_time_s": None, "step_time_ratio": None})
@@ -270,7 +268,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     result = {
         "name": name, "scale": scale.name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
         "table": experiment.table, "description": experiment.description, "parent": experiment.parent,
-        "rules": [list(r) for r in config.quant.rules] if experiment.method != "float" else [],
+        "rules": [list(r) for r in config.quant.rules] if report.quantized_weights else [],
         "budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
         "planned_steps": 0 if experiment.kind == "post" else planned,
         "trained_steps": trained_step, "train_wall_s": sum(s["wall_s"] for s in sessions),
@@ -279,7 +277,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         "size_bytes": report.total_bytes, "float32_bytes": report.float32_bytes,
         "average_bits": report.average_bits if report.quantized_weights else 32.0,
         "quantized_weights": report.quantized_weights, "reference_8bit_bytes": reference,
-        "float_weights": [] if experiment.method == "float" else float_weights(hardened),
+        "float_weights": float_weights(report),
         "saving_vs_8bit": 1.0 - report.total_bytes / reference, "greedy_rtf": rtf, **timing,
         "eval_settings": eval_settings, "settings": {k: v for k, v in dataclasses.asdict(settings).items()},
         **provenance,

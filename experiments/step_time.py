@@ -38,16 +38,14 @@ def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), examples)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
-    gq_config = config_lib.gq_config(config.quant)
-    quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
+    method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
     params = state_lib.random_params(model, config)
     optimizer = state_lib.make_optimizer(config)
-    state = state_lib.replicate(state_lib.create(params, quantizer.init(params, gq_config), optimizer, config.seed))
-    train_model = config_lib.training_model(model, config.quant, config.features.num_mel_bins)
-    step_fn = train.make_p_train_step(config, train_model, quantizer, gq_config, optimizer)
+    state = state_lib.replicate(state_lib.create(params, method.quantizer.init(params), optimizer, config.seed))
+    step_fn = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
     plan = batching.make_plan(examples.metadata, tokenizer, batch_size=config.batch_size, num_buckets=1,
                               seed=config.seed)
-    batches = batching.stream(plan, batching.BatchLoader(examples, tokenizer, plan.buckets), 0,
+    batches = batching.stream(plan, batching.BatchLoader(examples, tokenizer, plan), 0,
                               warmup_steps + steps)
     timings = []
     for index, loaded in enumerate(batches):
@@ -63,15 +61,17 @@ def seconds_per_step(config: ml_collections.ConfigDict, steps: int = 10, warmup_
 def float_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The same config trained in float (the step-time baseline)."""
     baseline = ml_collections.ConfigDict(config.to_dict())
-    baseline.quant.method = "float"
+    baseline.quant.method = config_lib.FLOAT
     baseline.quant.init_from = ""
     return baseline
 
 
 def step_time_ratio(config: ml_collections.ConfigDict, steps: int = 10, warmup_steps: int = 2) -> dict[str, float]:
     """{"step_time_s", "float_step_time_s", "step_time_ratio"}, measured back to back."""
-    float_s = seconds_per_step(float_config(config), steps, warmup_steps)
-    this_s = float_s if config.quant.method == "float" else seconds_per_step(config, steps, warmup_steps)
+    baseline = float_config(config)
+    float_s = seconds_per_step(baseline, steps, warmup_steps)
+    is_baseline = baseline.quant.method == config.quant.method  # a float run: measured once
+    this_s = float_s if is_baseline else seconds_per_step(config, steps, warmup_steps)
     return {"step_time_s": this_s, "float_step_time_s": float_s, "step_time_ratio": this_s / float_s}
 
 

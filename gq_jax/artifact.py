@@ -109,8 +109,11 @@ class LeafSize:
 
 @dataclasses.dataclass(frozen=True)
 class SizeReport:
-    """Sizes of a hardened tree, and of the same tree stored as float32 and as uniform 8-bit.
+    """Sizes of a hardened tree, and of the same tree stored as float32 and as uniform 8-bit: the
+    one size accounting of every method (GQ, the baselines, Qwix: `gq_jax.export`).
 
+    total_bytes counts what the packed file stores (header excluded): per quantized leaf
+    ceil(N · b / 8) index bytes plus its float32 codebook and scales, every other leaf its own bytes.
     uint8_bytes counts, for each quantized leaf, one byte per weight plus its float32 scales (what
     8-bit QAT ships); float leaves count their own bytes in every column.
     """
@@ -121,6 +124,16 @@ class SizeReport:
     average_bits: float
     float32_bytes: int
     uint8_bytes: int
+
+    @property
+    def quantized_leaves(self) -> tuple[str, ...]:
+        """Paths of the QuantizedArray leaves, in tree order."""
+        return tuple(leaf.path for leaf in self.leaves if leaf.bits is not None)
+
+    @property
+    def float_leaves(self) -> tuple[str, ...]:
+        """Paths of the leaves shipped as they are (not quantized), in tree order."""
+        return tuple(leaf.path for leaf in self.leaves if leaf.bits is None)
 
     @property
     def saving_vs_uint8(self) -> float:

@@ -1,4 +1,6 @@
-"""Baseline quantizers with GQ's API shape, each producing the same `QuantizedArray` artifact.
+"""Baseline quantizers as functions of (params, state, config), each producing the same
+`QuantizedArray` artifact; `gq_jax.uniform_ste`, `ptq_round` and `ptq_kmeans` bind them into
+`gq_jax.Quantizer`s.
 
 - `uniform_ste`: uniform symmetric fake-quant with a straight-through estimator (the paper's
   "8-bit QAT", also at 4, 2 and 1 bits). Levels are k / L for k = −L..L, L = 2**(b−1) − 1 (1 bit:
@@ -73,13 +75,3 @@ def kmeans_harden(params: Any, state: QuantState, config: GQConfig) -> Any:
 
     uncompanded = _uncompanded(config)
     return harden(params, _codebooks(params, uncompanded, codebook), uncompanded)
-
-
-def no_state(params: Any, config: GQConfig) -> QuantState:
-    """Post-training methods learn nothing during training: an empty state."""
-    return QuantState({})
-
-
-def float_params(params: Any, state: QuantState, config: GQConfig, alpha: Any = 0.0) -> Any:
-    """Post-training methods train in float: params unchanged."""
-    return params

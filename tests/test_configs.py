@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+import gq_jax
 from training import config as config_lib
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
@@ -15,9 +16,10 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs")
 def test_every_config_passes_the_field_check_and_builds_its_parts(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.check_fields(config)
-    config_lib.model_from_config(config.model, vocab_size=29)
+    model = config_lib.model_from_config(config.model, vocab_size=29)
     config_lib.alpha_schedule(config.quant.alpha)
-    config_lib.quantizer_for(config.quant.method)
+    assert isinstance(config_lib.method_for(config.quant, model, config.features.num_mel_bins).quantizer,
+                      gq_jax.Quantizer)
     for method in ("gq", "uniform_ste", "ptq_round", "ptq_kmeans"):
         config.quant.method = method
         assert len(config_lib.gq_config(config.quant).rules) == len(config.quant.rules)
@@ -37,11 +39,54 @@ def test_an_unknown_method_is_an_error_naming_the_known_ones():
     config.quant.method = "gq4"
     with pytest.raises(ValueError, match="ptq_kmeans"):
         config_lib.check_fields(config)
+    with pytest.raises(ValueError, match="'gq4'.*ptq_kmeans"):
+        config_lib.method_for(config.quant, None, 16)
 
 
-def test_float_has_no_rules_and_the_rules_keep_their_order():
+def test_a_registered_method_is_built_from_the_config_section_and_a_name_registers_once(monkeypatch):
+    monkeypatch.setattr(config_lib, "METHODS", dict(config_lib.METHODS))
+    config = importlib.import_module("configs.default").get_config()
+    config.quant.method = "gq_frozen_alpha"
+    config_lib.register("gq_frozen_alpha", lambda quant, model, num_mel_bins: gq_jax.gq(
+        config_lib.gq_config(quant), alpha=quant.alpha.end), post_training=False)
+    config_lib.check_fields(config)
+    method = config_lib.method_for(config.quant, "the model", 16)
+    assert method.training_model == "the model" and isinstance(method.quantizer, gq_jax.Quantizer)
+    assert not config_lib.is_post_training("gq_frozen_alpha") and config_lib.is_post_training("ptq_round")
+    with pytest.raises(ValueError, match="already registered"):
+        config_lib.register("gq", lambda quant, model, num_mel_bins: gq_jax.identity())
+    config_lib.register("broken", lambda quant, model, num_mel_bins: "not a quantizer")
+    config.quant.method = "broken"
+    with pytest.raises(ValueError, match="'broken' returned str"):
+        config_lib.method_for(config.quant, None, 16)
+
+
+def test_the_code_that_trains_evaluates_and_runs_experiments_never_branches_on_a_method_name():
+    """Method names live in training/config.py METHODS (and as config values in configs/ and the
+    experiment registry): train.py, eval.py and the experiment runner never compare one.
+    (experiments/report.py only reads published rows: it states the paper's claims about GQ.)"""
+    import re
+
+    root = pathlib.Path(__file__).parents[1]
+    names = "|".join(config_lib.METHODS)
+    compared = re.compile(rf"""(==|!=|\bin)\s*\(?["']({names})["']|["']({names})["']\s*(==|!=|\bin\b)""")
+    files = [root / "train.py", root / "eval.py", root / "training" / "runs.py",
+             *(root / "experiments" / f"{name}.py" for name in ("registry", "run", "step_time"))]
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not compared.search(line), f"{path.name}:{number}: {line.strip()}"
+
+
+def test_float_quantizes_nothing_and_the_rules_keep_their_order():
+    import jax
+
+    from training import state as state_lib
+
     config = importlib.import_module("configs.rnnt_librispeech").get_config()
-    assert config_lib.gq_config(config.quant).rules == ()
+    model = config_lib.model_from_config(config.model, vocab_size=29)
+    params = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    quantizer = config_lib.method_for(config.quant, model, config.features.num_mel_bins).quantizer
+    assert quantizer.harden(params, quantizer.init(params)) is params
     config.quant.method = "gq"
     rules = config_lib.gq_config(config.quant).rules
     assert [(r.pattern, r.bits) for r in rules] == [(p, b) for p, b, _ in config.quant.rules]

@@ -19,7 +19,7 @@ def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcr
     examples = input_pipeline.source(run.config.data, "dev")
     transcribe = lambda params: evaluate.transcribe(run.model, params, examples, run.tokenizer,
                                                     run.config.features, 4)
-    in_memory = transcribe(gq_jax.dequantize(run.hardened()))
+    in_memory = transcribe(run.export().params)
     from_file = transcribe(gq_jax.dequantize(gq_jax.load_packed(export)))
     assert from_file == in_memory
     assert output["export"]["file_bytes"] == export.stat().st_size
@@ -34,6 +34,29 @@ def test_ptq_rows_use_the_run_rules_at_the_requested_bits(float_run):
     output = eval_cmd.evaluate_run(str(float_run), splits=["dev"], ptq=["ptq_round:8"], max_examples=4)
     assert set(output["results"]["dev"]) == {"float", "ptq_round_8bit"}
     assert output["sizes"]["ptq_round_8bit"]["average_bits"] == 8.0
+
+
+def test_ptq_keeps_each_rules_granularity_and_channel_axes_at_the_requested_bits():
+    """A run's rules as read back from config.json (lists), with and without channel_axes."""
+    import types
+
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    from configs import default
+
+    config = default.get_config()
+    config.quant.method = "gq"
+    config.quant.rules = (("a", 4, "channel", (0,)), ("b", 8, "tensor"), ("c", 8, "channel"))
+    run = types.SimpleNamespace(config=ml_collections.ConfigDict(json.loads(config.to_json())), model=None)
+    name, quantizer = eval_cmd.ptq_quantizer(run, "ptq_round:2")
+    params = {key: jnp.arange(18.0).reshape(6, 3) - 8.0 for key in "abc"}
+    hardened = quantizer.harden(params, quantizer.init(params))
+    assert name == "ptq_round_2bit" and {q.bits for q in hardened.values()} == {2}
+    assert [np.shape(hardened[key].scale) for key in "abc"] == [(6, 1), (), (3,)]
+    with pytest.raises(ValueError, match="ptq_kmeans"):
+        eval_cmd.ptq_quantizer(run, "gq:2")
 
 
 def test_scores_count_substitutions_deletions_and_insertions():

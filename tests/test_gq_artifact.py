@@ -11,6 +11,10 @@ import pytest
 import gq_jax
 from gq_jax import baselines
 
+# The quantizers that harden into QuantizedArray leaves, built from a GQConfig.
+METHODS = {"gq": lambda config: gq_jax.gq(config, alpha=1.0), "uniform_ste": gq_jax.uniform_ste,
+           "ptq_round": gq_jax.ptq_round, "ptq_kmeans": gq_jax.ptq_kmeans}
+
 
 def _params(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
@@ -90,8 +94,8 @@ def test_multi_axis_scales_round_trip_the_packed_file_and_count_in_the_size_repo
                             "output": {"kernel": jnp.asarray(rng.normal(size=(4, 8, 16)), jnp.float32)}}}
     config = gq_jax.GQConfig([gq_jax.Rule(".*kernel", 4, "channel")])
     for name in ("gq", "uniform_ste", "ptq_kmeans"):
-        method = gq_jax.get_method(name)
-        hardened = method.harden(params, method.init(params, config), config)
+        method = METHODS[name](config)
+        hardened = method.harden(params, method.init(params))
         query = hardened["attention"]["query"]["kernel"]
         assert np.shape(query.scale) == (4, 8) and np.shape(hardened["attention"]["output"]["kernel"].scale) == (16,)
         path = tmp_path / f"{name}.gqpk"
@@ -252,18 +256,18 @@ def test_packed_header_is_plain_json(tmp_path):
 def test_uniform_baseline_levels_are_symmetric_and_ste_passes_gradients(bits):
     params = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(64, 8)), jnp.float32)}
     config = gq_jax.GQConfig([gq_jax.Rule("w", bits, "channel")])
-    method = gq_jax.get_method("uniform_ste")
-    state = method.init(params, config)
-    q = method.quantize_params(params, state, config, 0.0)
+    method = gq_jax.uniform_ste(config)
+    state = method.init(params)
+    q = method.apply(params, state, 0)
     levels = np.asarray(baselines.uniform_levels(bits))
     np.testing.assert_array_equal(levels, -levels[::-1])
     assert len(levels) == (2 if bits == 1 else 2**bits - 1)
     s = np.abs(np.asarray(params["w"])).max(axis=0)
     u = np.asarray(q["w"]) / s
     assert np.abs(u[..., None] - levels).min(axis=-1).max() < 1e-5
-    grad = jax.grad(lambda p: jnp.sum(method.quantize_params(p, state, config, 0.0)["w"] * 3.0))(params)
+    grad = jax.grad(lambda p: jnp.sum(method.apply(p, state, 0)["w"] * 3.0))(params)
     np.testing.assert_allclose(np.asarray(grad["w"]), 3.0)
-    hardened = method.harden(params, state, config)
+    hardened = method.harden(params, state)
     np.testing.assert_allclose(np.asarray(gq_jax.dequantize(hardened)["w"]), np.asarray(q["w"]), rtol=1e-6)
 
 
@@ -272,16 +276,11 @@ def test_ptq_kmeans_beats_round_to_nearest_in_squared_error_at_2_bits():
     config = gq_jax.GQConfig([gq_jax.Rule("w", 2)])
     errors = {}
     for name in ("ptq_round", "ptq_kmeans"):
-        method = gq_jax.get_method(name)
-        hardened = method.harden(params, method.init(params, config), config)
+        method = METHODS[name](config)
+        hardened = method.harden(params, method.init(params))
         assert isinstance(hardened["w"], gq_jax.QuantizedArray)
         errors[name] = float(jnp.mean((gq_jax.dequantize(hardened)["w"] - params["w"]) ** 2))
     assert errors["ptq_kmeans"] < errors["ptq_round"]
-
-
-def test_get_method_names_the_unknown_method():
-    with pytest.raises(ValueError, match="'gqq'.*known"):
-        gq_jax.get_method("gqq")
 
 
 def _leaves(tree):

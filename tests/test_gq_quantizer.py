@@ -433,17 +433,17 @@ def test_hard_values_lie_in_each_channels_scaled_codebook_for_gq_and_the_baselin
     config = gq_jax.GQConfig([gq_jax.Rule(".*", 3, granularity)], init="kmeans")
     w = np.asarray(_get(params, path))
     scales = _brute_force_scales(w, axes)
-    for name in ("gq", "uniform_ste", "ptq_round", "ptq_kmeans"):
-        method = gq_jax.get_method(name)
-        hardened = _get(method.harden(params, method.init(params, config), config), path)
+    for name, method in (("gq", gq_jax.gq(config, alpha=1.0)), ("uniform_ste", gq_jax.uniform_ste(config)),
+                         ("ptq_round", gq_jax.ptq_round(config)), ("ptq_kmeans", gq_jax.ptq_kmeans(config))):
+        hardened = _get(method.harden(params, method.init(params)), path)
         others = [a for a in range(w.ndim) if a not in axes]
         values = np.transpose(np.asarray(gq_jax.dequantize(hardened)), others + list(axes))
         columns = values.reshape(-1, len(scales))
         levels = np.asarray(hardened.codebook)
         for column, s in zip(columns.T, scales):
             assert np.abs(column[:, None] - levels[None] * s).min(axis=1).max() <= 1e-6 * s, name
-        restored = gq_jax.dequantize(method.harden(params, method.init(params, config), config))
-        hard = method.quantize_params(params, method.init(params, config), config, 1.0)
+        restored = gq_jax.dequantize(method.harden(params, method.init(params)))
+        hard = method.apply(params, method.init(params), 0)
         if name in ("gq", "uniform_ste"):
             np.testing.assert_allclose(np.asarray(_get(restored, path)), np.asarray(_get(hard, path)), rtol=1e-6)
 

@@ -1,4 +1,4 @@
-"""Qwix QAT as a training method (training/qwix_qat.py, quant.method = "qwix")."""
+"""Qwix QAT as a training method (training/qwix_qat.py, registered as quant.method = "qwix")."""
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,10 @@ def small_config(name: str, bits: int = 4, granularity: str = "channel") -> ml_c
     return config
 
 
+def method(config: ml_collections.ConfigDict, model) -> config_lib.Method:
+    return config_lib.method_for(config.quant, model, NUM_MEL_BINS)
+
+
 def shipped(config: ml_collections.ConfigDict):
     """(model, random params, hardened tree) of `config` (N(0, 0.3²) weights: no init to compile)."""
     model = config_lib.model_from_config(config.model, VOCAB)
@@ -43,9 +47,8 @@ def shipped(config: ml_collections.ConfigDict):
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map(
         lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), shapes)
-    gq_config = config_lib.gq_config(config.quant)
-    quantizer = config_lib.quantizer_for("qwix", model, NUM_MEL_BINS)
-    return model, params, quantizer.harden(params, quantizer.init(params, gq_config), gq_config)
+    quantizer = method(config, model).quantizer
+    return model, params, gq_jax.export(quantizer, params, quantizer.init(params)).hardened
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +67,17 @@ def example_batch():
 def test_the_wrapped_forward_equals_the_plain_forward_with_the_shipped_weights(name, bits, granularity):
     config = small_config(name, bits, granularity)
     model, params, hardened = shipped(config)
-    wrapped = config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+    wrapped = method(config, model).training_model
     batch = example_batch()
     qwix_nll = jax.jit(wrapped.apply)({"params": params}, *batch)
     shipped_nll = jax.jit(lambda h: model.apply({"params": gq_jax.dequantize(h)}, *batch))(hardened)
     np.testing.assert_allclose(shipped_nll, qwix_nll, rtol=1e-6)
-    assert len(qwix_qat.report(hardened).quantized_leaves) >= 6
+    assert len(gq_jax.size_report(hardened).quantized_leaves) >= 6
 
 
 def test_int4_shipped_weights_take_at_most_16_values_per_output_channel(rnnt_int4):
     _, params, hardened = rnnt_int4
-    report = qwix_qat.report(hardened)
+    report = gq_jax.size_report(hardened)
     dequantized = dict(gq_jax.config.leaves_with_paths(gq_jax.dequantize(hardened)))
     original = dict(gq_jax.config.leaves_with_paths(params))
     for path in report.quantized_leaves:
@@ -84,12 +87,13 @@ def test_int4_shipped_weights_take_at_most_16_values_per_output_channel(rnnt_int
     assert report.average_bits == 4.0
     float_bytes = sum(4 * np.size(original[path]) for path in report.float_leaves)
     channels = sum(np.shape(original[path])[-1] for path in report.quantized_leaves)
-    assert report.packed_bytes == (float_bytes + 4 * channels
-                                   + sum(-(-np.size(original[p]) * 4 // 8) for p in report.quantized_leaves))
+    codebooks = 16 * len(report.quantized_leaves)  # Qwix's levels -8..7, stored like any codebook
+    assert report.total_bytes == (float_bytes + 4 * (channels + codebooks)
+                                  + sum(-(-np.size(original[p]) * 4 // 8) for p in report.quantized_leaves))
 
 
 def test_coverage_lstm_and_projection_kernels_quantized_joint_output_and_embedding_float(rnnt_int4):
-    report = qwix_qat.report(rnnt_int4[2])
+    report = gq_jax.size_report(rnnt_int4[2])
     assert report.quantized_leaves == RNNT_QUANTIZED
     assert report.float_leaves == RNNT_FLOAT
 
@@ -108,10 +112,10 @@ def test_conformer_gradient_reaches_every_quantized_kernel():
     """Qwix's conv backward fails on grouped convs (the depthwise kernel), so they must stay float."""
     config = small_config("conformer")
     model, params, hardened = shipped(config)
-    wrapped = config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+    wrapped = method(config, model).training_model
     grads = jax.jit(jax.grad(lambda p: wrapped.apply({"params": p}, *example_batch()).sum()))(params)
     by_path = dict(gq_jax.config.leaves_with_paths(grads))
-    for path in qwix_qat.report(hardened).quantized_leaves:
+    for path in gq_jax.size_report(hardened).quantized_leaves:
         assert np.all(np.isfinite(by_path[path])) and np.any(by_path[path] != 0), path
 
 
@@ -126,7 +130,7 @@ def test_training_a_few_steps_from_a_float_run_changes_the_parameters(tiny_corpu
     after = dict(gq_jax.config.leaves_with_paths(run.params))
     for path in RNNT_QUANTIZED + ("joint/output/kernel",):
         assert not np.array_equal(before[path], after[path]), path
-    assert qwix_qat.report(run.hardened()).quantized_leaves == RNNT_QUANTIZED
+    assert run.export().sizes.quantized_leaves == RNNT_QUANTIZED
 
 
 @pytest.mark.parametrize("bits", [1, 9])
@@ -141,7 +145,7 @@ def test_weights_of_one_module_under_different_rules_are_an_error_naming_the_mod
     config.quant.rules = ((r".*input_kernel", 4, "channel"), (r".*kernel", 8, "channel"))
     model = config_lib.model_from_config(config.model, VOCAB)
     with pytest.raises(ValueError, match="encoder/lstm_0"):
-        config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+        method(config, model)
 
 
 @pytest.mark.parametrize("name", ["rnnt", "conformer"])
@@ -164,4 +168,4 @@ def test_explicit_channel_axes_qwix_cannot_honour_are_an_error_naming_the_weight
     config.quant.rules = ((r".*kernel", 4, "channel", (0,)),)
     model = config_lib.model_from_config(config.model, VOCAB)
     with pytest.raises(ValueError, match=r"encoder/lstm_0/input_kernel.*channel_axes=\(0,\).*\(1,\)"):
-        config_lib.training_model(model, config.quant, NUM_MEL_BINS)
+        method(config, model)

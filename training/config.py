@@ -1,43 +1,136 @@
 """From a `ml_collections.ConfigDict` (see configs/default.py) to the objects training uses.
 
-`check_fields` rejects fields the base config does not define; `model_from_config`,
-`gq_config`, `quantizer_for`, `training_model` and `alpha_schedule` turn config sections into a
-model, a `gq_jax.GQConfig`, a `gq_jax.Quantizer`, the module the training loss applies and a
-`step -> alpha` schedule.
+`check_fields` rejects fields the base config does not define; `model_from_config`, `gq_config`,
+`method_for` and `alpha_schedule` turn config sections into a model, a `gq_jax.GQConfig`, a
+`Method` (a `gq_jax.Quantizer` and the module the training loss applies) and a `step -> alpha`
+schedule.
+
+`METHODS` is the one place method names appear: `config.quant.method` -> a builder from the
+config section. Adding a method is one function returning a `gq_jax.Quantizer` (or a `Method`
+when it wraps the model, like Qwix) and one line here, or `register(name, build)` at run time.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import ml_collections
 
 import gq_jax
-from gq_jax import baselines
 from models.conformer import make_conformer
 from models.rnnt import make_rnnt
 from models.transducer_parts import Transducer
 
 MODEL_FACTORIES: dict[str, Callable[..., Transducer]] = {"rnnt": make_rnnt, "conformer": make_conformer}
 
-# "float" trains and ships float weights: no state, identity projection, nothing hardened.
-FLOAT = gq_jax.Quantizer(baselines.no_state, baselines.float_params, lambda params, state, config: params)
 
-# "qwix": Qwix QAT (training/qwix_qat.py), which quantizes inside the wrapped model's forward.
-QWIX = "qwix"
-METHOD_NAMES = sorted([*gq_jax.METHODS, "float", QWIX])
+class Method(NamedTuple):
+    """A training method: its quantizer and the module whose `apply` the training loss calls
+    (None: the model itself, which every parameter-tree method uses)."""
+
+    quantizer: gq_jax.Quantizer
+    training_model: nn.Module | None = None
+
+
+# build(config.quant, model, num_mel_bins) -> gq_jax.Quantizer | Method
+Builder = Callable[[ml_collections.ConfigDict, Transducer, int], "gq_jax.Quantizer | Method"]
+
+
+class Registered(NamedTuple):
+    """A registry entry: the builder; `post_training` methods train nothing (they harden the float
+    weights of a parent run); `check(quant)` raises ValueError for a config the method cannot run
+    (called by `check_fields`, before anything is written)."""
+
+    build: Builder
+    post_training: bool = False
+    check: Callable[[ml_collections.ConfigDict], None] | None = None
 
 
 def _qwix_qat():
-    """training.qwix_qat, imported only for method "qwix" (qwix is the optional extra `[qwix]`)."""
+    """training.qwix_qat, imported only when Qwix QAT is used (qwix is the optional extra `[qwix]`)."""
     try:
         from training import qwix_qat
     except ImportError as err:
-        raise ImportError(f"config.quant.method='qwix' needs the qwix package ({err}); "
-                          "install it with: pip install -e '.[qwix]'") from err
+        raise ImportError(f"Qwix QAT needs the qwix package ({err}); install it with: "
+                          "pip install -e '.[qwix]'") from err
     return qwix_qat
+
+
+# The builders: each reads the config section `quant` (and Qwix the model it wraps).
+def _float(quant, model, num_mel_bins):
+    return gq_jax.identity()
+
+
+def _gq(quant, model, num_mel_bins):
+    return gq_jax.gq(gq_config(quant), alpha=alpha_schedule(quant.alpha), snap_every=quant.snap_every)
+
+
+def _uniform_ste(quant, model, num_mel_bins):
+    return gq_jax.uniform_ste(gq_config(quant), snap_every=quant.snap_every)
+
+
+def _ptq_round(quant, model, num_mel_bins):
+    return gq_jax.ptq_round(gq_config(quant))
+
+
+def _ptq_kmeans(quant, model, num_mel_bins):
+    return gq_jax.ptq_kmeans(gq_config(quant))
+
+
+def _qwix(quant, model, num_mel_bins):
+    return _qwix_qat().qat(gq_config(quant), model, num_mel_bins, snap_every=quant.snap_every)
+
+
+def _check_qwix(quant):
+    _qwix_qat().check_rules(quant.rules)
+
+
+FLOAT = "float"  # unquantized training: the default method and the baseline of step times
+METHODS: dict[str, Registered] = {
+    FLOAT: Registered(_float),
+    "gq": Registered(_gq),
+    "uniform_ste": Registered(_uniform_ste),
+    "ptq_round": Registered(_ptq_round, post_training=True),
+    "ptq_kmeans": Registered(_ptq_kmeans, post_training=True),
+    "qwix": Registered(_qwix, check=_check_qwix),
+}
+
+
+def register(name: str, build: Builder, *, post_training: bool = False,
+             check: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
+    """Make `config.quant.method = name` train with `build(config.quant, model, num_mel_bins)`."""
+    if name in METHODS:
+        raise ValueError(f"quantization method {name!r} is already registered")
+    METHODS[name] = Registered(build, post_training, check)
+
+
+def _registered(name: str) -> Registered:
+    if name not in METHODS:
+        raise ValueError(f"config.quant.method={name!r}; expected one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def is_post_training(name: str) -> bool:
+    """Whether method `name` trains nothing (it quantizes a parent run's float weights)."""
+    return _registered(name).post_training
+
+
+def post_training_methods() -> list[str]:
+    """The names of the post-training methods (what `eval.py --ptq METHOD:BITS` accepts)."""
+    return sorted(name for name, entry in METHODS.items() if entry.post_training)
+
+
+def method_for(quant: ml_collections.ConfigDict, model: Transducer, num_mel_bins: int) -> Method:
+    """The `Method` that `quant.method` names, built from the config section `quant` for `model`
+    (whose input features have `num_mel_bins` channels); `training_model` is filled in."""
+    built = _registered(quant.method).build(quant, model, num_mel_bins)
+    method = Method(built) if isinstance(built, gq_jax.Quantizer) else built
+    if not isinstance(method, Method) or not isinstance(method.quantizer, gq_jax.Quantizer):
+        raise ValueError(f"the builder of quant.method={quant.method!r} returned {type(built).__name__}; "
+                         "expected a gq_jax.Quantizer or a training.config.Method")
+    return method._replace(training_model=model if method.training_model is None else method.training_model)
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -58,7 +151,8 @@ def _unknown_fields(config: Any, base: Any, prefix: str) -> list[str]:
 
 
 def check_fields(config: ml_collections.ConfigDict) -> None:
-    """ValueError naming every field that configs/default.py does not define.
+    """ValueError naming every field that configs/default.py does not define, an unknown
+    `config.quant.method`, a malformed rule, or a config the method's `check` rejects.
 
     `config.model` is checked against the keyword arguments of the factory named by
     `config.model.name` instead (models differ in their fields).
@@ -74,37 +168,16 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; see configs/default.py "
                          f"(model fields: the arguments of make_{name})")
-    if config.quant.method not in METHOD_NAMES:
-        raise ValueError(f"config.quant.method={config.quant.method!r}; expected one of {METHOD_NAMES}")
-    if config.quant.method == QWIX:
-        _qwix_qat().check_rules(config.quant.rules)
+    check = _registered(config.quant.method).check
+    if check is not None:
+        check(config.quant)
+    gq_config(config.quant)  # the rules' form and the GQ fields, whatever the method
 
 
 def model_from_config(model_config: ml_collections.ConfigDict, vocab_size: int) -> Transducer:
     """`make_rnnt` / `make_conformer` called with the fields of `config.model` (minus `name`)."""
     kwargs = {k: v for k, v in model_config.to_dict().items() if k != "name"}
     return MODEL_FACTORIES[model_config.name](vocab_size, **kwargs)
-
-
-def quantizer_for(method: str, model: Transducer | None = None, num_mel_bins: int | None = None
-                  ) -> gq_jax.Quantizer:
-    """`gq_jax.get_method(method)`, the identity quantizer for "float", or for "qwix" the Qwix
-    quantizer of `model` (which needs the model and its input feature size `num_mel_bins`: its
-    `harden` traces the model to find the weights Qwix intercepts)."""
-    if method == QWIX:
-        if model is None or num_mel_bins is None:
-            raise ValueError("quantizer_for('qwix') needs the model and num_mel_bins")
-        return _qwix_qat().quantizer(model, num_mel_bins)
-    return FLOAT if method == "float" else gq_jax.get_method(method)
-
-
-def training_model(model: Transducer, quant: ml_collections.ConfigDict, num_mel_bins: int) -> nn.Module:
-    """The module whose `apply` the training loss calls: `model` wrapped by Qwix QAT for "qwix"
-    (with the bits of `quant.rules`), else `model` itself (the other methods quantize parameters).
-    Both have the same parameters."""
-    if quant.method == QWIX:
-        return _qwix_qat().wrap(model, gq_config(quant), num_mel_bins)
-    return model
 
 
 def _rule(entry: Any) -> gq_jax.Rule:
@@ -123,11 +196,10 @@ def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
     leaf's output axes: `gq_jax.default_channel_axes`).
 
     A rule that matches no parameter is an error (`strict=True`), so a typo in a pattern fails
-    instead of silently quantizing nothing. "float" has no rules. A config saved before
-    `quant.distance` existed (an older workdir's config.json) gets the library's default distance.
+    instead of silently quantizing nothing (float training never builds a GQConfig). A config saved
+    before `quant.distance` existed (an older workdir's config.json) gets the library's default.
     """
-    rules = [] if quant.method == "float" else [_rule(entry) for entry in quant.rules]
-    return gq_jax.GQConfig(rules=rules, mu=quant.mu, mode=quant.mode,
+    return gq_jax.GQConfig(rules=[_rule(entry) for entry in quant.rules], mu=quant.mu, mode=quant.mode,
                            distance=quant.get("distance", gq_jax.GQConfig.distance),
                            window=quant.window, init=quant.init, strict=True)
 

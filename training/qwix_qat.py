@@ -1,4 +1,5 @@
-"""Qwix QAT (Google's `qwix` library) as a training method: `config.quant.method = "qwix"`.
+"""Qwix QAT (Google's `qwix` library) as a training method: an adapter (`qat`) to the
+`gq_jax.Quantizer` protocol plus the model wrapper Qwix needs, registered in training/config.py.
 
 Qwix does not transform a parameter tree. It wraps a Flax linen model and, inside every module whose
 path a `qwix.QtRule` matches, intercepts `lax.dot_general`, `jnp.einsum` and
@@ -20,7 +21,7 @@ above or "tensor"); a weight no rule matches stays float. Qwix rules select modu
 holding intercepted weights gets one `QtRule` for its exact path, and the weights of one module must
 share a rule.
 
-What Qwix cannot see stays float whatever the rules say (see `report`):
+What Qwix cannot see stays float whatever the rules say (`gq_jax.size_report(hardened).float_leaves`):
   - biases, LayerNorm scales and offsets, attention position biases: added or multiplied, never a
     matmul/conv operand;
   - `predictor/embedding/embedding`: a gather (`jnp.take`), not a matmul;
@@ -57,9 +58,8 @@ import qwix
 from qwix._src.utils import flax_util  # Qwix's own "which module / which parameter" decisions
 
 import gq_jax
-from gq_jax import baselines
-from gq_jax.artifact import FLOAT32_BYTES, is_quantized
-from gq_jax.config import check_no_unused_rules, leaves_with_paths, path_to_str, rule_for
+from gq_jax.config import check_no_unused_rules, path_to_str, rule_for
+from training import config as config_lib
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -192,10 +192,14 @@ def qwix_rules(weights: Sequence[Intercepted], config: gq_jax.GQConfig) -> list[
     return rules
 
 
-def wrap(model: nn.Module, config: gq_jax.GQConfig, num_mel_bins: int) -> nn.Module:
+def wrap(model: nn.Module, config: gq_jax.GQConfig, num_mel_bins: int,
+         weights: Sequence[Intercepted] | None = None) -> nn.Module:
     """`model` wrapped by Qwix QAT: its `__call__` (the training loss) fake-quantizes the weights
-    `config`'s rules give bits to; parameters and their names are those of `model`."""
-    rules = qwix_rules(intercepted_weights(model, num_mel_bins), config)
+    `config`'s rules give bits to; parameters and their names are those of `model`. `weights`:
+    `intercepted_weights(model, num_mel_bins)` when already known."""
+    if weights is None:
+        weights = intercepted_weights(model, num_mel_bins)
+    rules = qwix_rules(weights, config)
     return qwix.quantize_model(model, qwix.QtProvider(rules))
 
 
@@ -244,46 +248,20 @@ def harden(params: Any, weights: Sequence[Intercepted], config: gq_jax.GQConfig)
     return jax.tree_util.tree_map_with_path(visit, params)
 
 
-def quantizer(model: nn.Module, num_mel_bins: int) -> gq_jax.Quantizer:
-    """Qwix QAT as a `gq_jax.Quantizer`: no state, parameters passed through unchanged (the wrapped
-    model of `wrap` quantizes inside its forward), `harden` as above. A rule matching no parameter is
-    an error (GQConfig.strict), as for the other methods."""
-    weights = functools.cache(lambda: intercepted_weights(model, num_mel_bins))
+def qat(config: gq_jax.GQConfig, model: nn.Module, num_mel_bins: int, *, snap_every: int = 0
+        ) -> config_lib.Method:
+    """Qwix QAT as a training method: `model` wrapped by Qwix (`wrap`: the training loss's forward
+    fake-quantizes), and a `gq_jax.Quantizer` with no state whose `apply` passes the parameters
+    through unchanged, whose `update` snaps every `snap_every` steps (0: never) and whose `harden`
+    is `harden` above. A rule matching no parameter is an error in `init` (GQConfig.strict), as for
+    the other methods."""
+    weights = intercepted_weights(model, num_mel_bins)
+    harden_fn = lambda params, state: harden(params, weights, config)
 
-    def init(params: Any, config: gq_jax.GQConfig) -> gq_jax.QuantState:
+    def init(params: Any) -> gq_jax.QuantState:
         check_no_unused_rules(params, config)
-        return baselines.no_state(params, config)
+        return gq_jax.QuantState({})
 
-    return gq_jax.Quantizer(init, baselines.float_params,
-                            lambda params, state, config: harden(params, weights(), config))
-
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """Coverage and size of a hardened Qwix tree.
-
-    packed_bytes: quantized weights at their bits (ceil(N·b/8) bytes per leaf) plus their scales as
-      float32, every other leaf at its float32 size (no codebook: Qwix's levels are the integers).
-    average_bits: bits per quantized weight.
-    """
-
-    quantized_leaves: tuple[str, ...]
-    float_leaves: tuple[str, ...]
-    packed_bytes: int
-    quantized_weights: int
-    average_bits: float
-
-
-def report(hardened: Any) -> Report:
-    """Which leaves Qwix quantized and which stayed float, and the packed size (see `Report`)."""
-    leaves = list(leaves_with_paths(hardened, is_leaf=is_quantized))
-    sizes = gq_jax.size_report(hardened)
-    codebook_bytes = sum(FLOAT32_BYTES * int(np.size(leaf.codebook)) for _, leaf in leaves
-                         if is_quantized(leaf))
-    return Report(
-        quantized_leaves=tuple(path for path, leaf in leaves if is_quantized(leaf)),
-        float_leaves=tuple(path for path, leaf in leaves if not is_quantized(leaf)),
-        packed_bytes=sizes.total_bytes - codebook_bytes,
-        quantized_weights=sizes.quantized_weights,
-        average_bits=sizes.average_bits,
-    )
+    quantizer = gq_jax.Quantizer(init=init, apply=lambda params, state, step: params,
+                                 update=gq_jax.snapping(harden_fn, config, snap_every), harden=harden_fn)
+    return config_lib.Method(quantizer, wrap(model, config, num_mel_bins, weights))

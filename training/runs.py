@@ -20,15 +20,15 @@ class Run:
     config: ml_collections.ConfigDict
     step: int
     tokenizer: Any
-    model: Any
+    model: Any  # the plain model: what decodes, with float or dequantized params
     params: Any  # latent float weights
-    quant: gq_jax.QuantState
+    quant: Any  # the quantizer's state
     quantizer: gq_jax.Quantizer
-    gq_config: gq_jax.GQConfig
 
-    def hardened(self) -> Any:
-        """The shippable tree: QuantizedArray leaves where the rules match (float run: params)."""
-        return self.quantizer.harden(self.params, self.quant, self.gq_config)
+    def export(self) -> gq_jax.Export:
+        """(hardened tree, dequantized params, size report) of the run's weights: QuantizedArray
+        leaves where its method quantizes (a float run: its params)."""
+        return gq_jax.export(self.quantizer, self.params, self.quant)
 
 
 def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
@@ -44,10 +44,8 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
         raise FileNotFoundError(f"{workdir} has no checkpoint; train it first with train.py")
     tokenizer = tokenizers.load(workdir / input_pipeline.TOKENIZER_FILE)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
-    gq_config = config_lib.gq_config(config.quant)
-    quantizer = config_lib.quantizer_for(config.quant.method, model, config.features.num_mel_bins)
+    quantizer = config_lib.method_for(config.quant, model, config.features.num_mel_bins).quantizer
     params = state_lib.random_params(model, config)  # the structure the checkpoint fills
-    quant = quantizer.init(params, gq_config)
-    target = state_lib.create(params, quant, state_lib.make_optimizer(config), config.seed)
+    target = state_lib.create(params, quantizer.init(params), state_lib.make_optimizer(config), config.seed)
     state, _ = checkpoints.restore(mngr, target, step)
-    return Run(config, int(state.step), tokenizer, model, state.params, state.quant, quantizer, gq_config)
+    return Run(config, int(state.step), tokenizer, model, state.params, state.quant, quantizer)

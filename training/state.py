@@ -1,8 +1,9 @@
 """The training state pytree and its optimizer.
 
 `TrainState(step, params, quant, opt_state, rng)`: `params` are the latent (float) network
-weights, `quant` the quantizer state (`gq_jax.QuantState`: GQ's learnable centroids, fixed
-codebooks for uniform STE, empty for float/PTQ), `opt_state` the optax state of the pair
+weights, `quant` the quantizer's state (`quantizer.init(params)`, a pytree: GQ's learnable
+centroids, fixed codebooks for uniform STE, an empty `gq_jax.QuantState` for float, PTQ and Qwix),
+`opt_state` the optax state of the pair
 `(params, quant)`, `rng` the base PRNG key (raw uint32 key data, so it checkpoints as an array).
 The step's randomness is `fold_in(rng, step)`, so a resumed run draws the same numbers.
 """
@@ -18,13 +19,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import gq_jax
-
 
 class TrainState(NamedTuple):
     step: jax.Array  # [] int32, optimizer updates done
     params: Any
-    quant: gq_jax.QuantState
+    quant: Any  # the quantizer's state
     opt_state: Any
     rng: jax.Array  # [2] uint32 raw key data
 
@@ -39,7 +38,8 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, num_train_steps: in
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """`optax.partition` of `(params, quant)`: the weights get clipped AdamW on the warm-up/cosine
-    schedule; the centroids get `config.quant.centroid_optimizer` at their own learning rate."""
+    schedule; the quantizer's state (GQ's centroids) gets `config.quant.centroid_optimizer` at its
+    own learning rate."""
     weights = optax.chain(
         optax.clip_by_global_norm(config.optim.grad_clip_norm),
         optax.adamw(learning_rate_schedule(config.optim, config.num_train_steps),
@@ -58,7 +58,7 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     return optax.partition({"weights": weights, "centroids": centroids}, labels)
 
 
-def create(params: Any, quant: gq_jax.QuantState, optimizer: optax.GradientTransformation,
+def create(params: Any, quant: Any, optimizer: optax.GradientTransformation,
            seed: int) -> TrainState:
     """A fresh state at step 0."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, quant=quant,
