@@ -1,0 +1,158 @@
+"""Training-step efficiency of the recipes: audio-seconds per wall-second, XLA's flop count of
+loss+grad over the step time as a share of a float32 matmul's rate measured in the same run, and
+where the time goes.
+
+    python benchmarks/train_step.py --corpus data/synth-en-large [--configs rnnt_synth_cpu,...]
+        [--steps 8]
+
+For each config (default: the compact `*_synth_cpu` and the `*_synth_large` recipes), on batches
+planned from `--corpus` with the config's own batch settings and random weights:
+
+  step      median wall time of the real pmapped train step (`train.make_p_train_step`) on a batch
+            of the plan's most common shape
+  audio-s/s real (unpadded) audio per batch / step
+  GFLOP     XLA's cost analysis of value_and_grad of the float loss
+  % peak    (GFLOP / step) / the float32 2048^3 matmul GFLOP/s measured first
+  breakdown median ms of each part alone, jitted: front end (log-mel + normalisation),
+            encoder forward+backward, prediction + joint + loss forward+backward (from the encoder
+            output), optimizer update, host (loading one batch in-process and copying it to the
+            device)
+
+Run it on an otherwise idle machine: every figure is a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import train  # noqa: E402
+from corpora import batching  # noqa: E402
+from training import config as config_lib  # noqa: E402
+from training import input_pipeline  # noqa: E402
+from training import state as state_lib  # noqa: E402
+
+DEFAULT_CONFIGS = ("rnnt_synth_cpu", "conformer_synth_cpu", "rnnt_synth_large", "conformer_synth_large")
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall seconds of `fn()` (blocked until its result is ready) after `warmup` calls."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return 2 * n ** 3 / median_seconds(lambda: matmul(a, b), repeats) / 1e9
+
+
+def measure(name: str, corpus: pathlib.Path, steps: int) -> dict[str, float]:
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.data.path = str(corpus)
+    train_split = input_pipeline.source(config.data, config.data.train_split)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), train_split)
+    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    plan = input_pipeline.train_plan(config, train_split, tokenizer, input_pipeline.min_samples_for(config.model.name))
+    loader = batching.BatchLoader(train_split, tokenizer, plan)
+    planned = batching.PlannedBatches(plan, 0, plan.batches_per_epoch)
+    # The most common bucket, so that every part is timed on one shape.
+    bucket = int(np.bincount([planned[k].bucket for k in range(len(planned))]).argmax())
+    k = next(k for k in range(len(planned)) if planned[k].bucket == bucket)
+    batch = loader(planned[k]).batch
+    audio_s = float(batch["audio_lengths"].sum()) / batching.SAMPLE_RATE_HZ
+    params = state_lib.random_params(model, config)
+    key = jax.random.key(0)
+
+    feats_fn = jax.jit(lambda b: input_pipeline.features(b, config.features, key))
+    feats, lengths = feats_fn(batch)
+
+    def loss(p, b):
+        f, n = input_pipeline.features(b, config.features, key)
+        nll = model.apply({"params": p}, f, n, b["labels"], b["label_lengths"], train=True,
+                          rngs={"dropout": key})
+        return jnp.sum(nll * b["mask"]) / jnp.maximum(jnp.sum(b["mask"]), 1.0)
+
+    grad_fn = jax.jit(jax.value_and_grad(loss))
+    flops = grad_fn.lower(params, batch).compile().cost_analysis()
+    flops = (flops[0] if isinstance(flops, (list, tuple)) else flops)["flops"]
+
+    encode = lambda p: model.apply({"params": p}, feats, lengths, train=True, rngs={"dropout": key},
+                                   method=lambda m, f, n, train: m.encoder(f, n, train=train))
+    enc_out, enc_lengths = encode(params)
+    encoder_fn = jax.jit(lambda p: jax.vjp(lambda q: encode(q)[0], p)[1](jnp.ones_like(enc_out)))
+    decoder_fn = jax.jit(jax.grad(lambda p, e: model.apply(
+        {"params": p}, e, enc_lengths, batch["labels"], batch["label_lengths"],
+        method=model.loss_from_encoder).sum(), argnums=(0, 1)))
+    method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
+    optimizer = state_lib.make_optimizer(config)
+    trainable = (params, method.quantizer.init(params))
+    opt_state = optimizer.init(trainable)
+    optimizer_fn = jax.jit(lambda g, s, t: optimizer.update(g, s, t))
+    host_fn = lambda: jax.device_put(loader(planned[k]).batch)
+
+    step_fn = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
+    state = state_lib.replicate(state_lib.create(*trainable, optimizer, config.seed))
+    device_batch = batching.split_for_devices(batch, jax.local_device_count())
+
+    def one_step():
+        nonlocal state
+        state, step_metrics = step_fn(state, device_batch)
+        return state, step_metrics
+
+    step_s = median_seconds(one_step, steps)
+    parts = {"front end": median_seconds(lambda: feats_fn(batch), steps),
+             "encoder": median_seconds(lambda: encoder_fn(params), steps),
+             "pred+joint+loss": median_seconds(lambda: decoder_fn(params, enc_out), steps),
+             "optimizer": median_seconds(lambda: optimizer_fn(trainable, opt_state, trainable), steps),
+             "host": median_seconds(host_fn, steps)}
+    return {"step_s": step_s, "audio_s": audio_s, "gflop": flops / 1e9, "shape": plan.buckets[bucket],
+            "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)), **parts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=pathlib.Path, required=True, help="a synth-en (manifest) folder")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="names under configs/")
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+    peak = matmul_gflops()
+    print(f"float32 2048^3 matmul: {peak:.1f} GFLOP/s on {jax.devices()[0].platform} "
+          f"({jax.device_count()} device(s))")
+    header = (f"{'config':<22} {'params':>8} {'batch RxSxU':>16} {'step ms':>8} {'audio-s/s':>9} {'GFLOP':>7} "
+              f"{'% peak':>7} | {'front':>6} {'encoder':>8} {'pred+jnt':>8} {'optim':>6} {'host':>6}")
+    print(header)
+    for name in args.configs.split(","):
+        r = measure(name, args.corpus, args.steps)
+        shape = r["shape"]
+        print(f"{name:<22} {r['parameters'] / 1e6:>7.2f}M {shape.rows:>4}x{shape.max_samples:>6}x{shape.max_labels:<4} "
+              f"{1000 * r['step_s']:>8.0f} {r['audio_s'] / r['step_s']:>9.0f} {r['gflop']:>7.2f} "
+              f"{100 * r['gflop'] / r['step_s'] / peak:>6.1f}% | "
+              + " ".join(f"{1000 * r[p]:>{w}.0f}" for p, w in (("front end", 6), ("encoder", 8),
+                                                               ("pred+joint+loss", 8), ("optimizer", 6),
+                                                               ("host", 6))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
