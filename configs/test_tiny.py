@@ -7,6 +7,9 @@ def get_config():
     config = default.get_config()
     config.data.path = ""
     config.data.num_buckets = 1
+    # Load in the training process: starting grain workers costs seconds per run. The workers are
+    # exercised by tests/test_batching.py and by the SIGKILL-resume test, which sets 2.
+    config.data.num_workers = 0
     config.data.max_dev_examples = 4
     config.features.num_mel_bins = 16
     config.model.encoder_layers = 1

@@ -2,8 +2,9 @@
 
 Shrunk for CI time, and only these fields: data.path (the tiny corpus instead of `large`),
 data.max_batch_seconds 8 (the tiny corpus's 40 training utterances), data.max_dev_examples 4,
-eval_batch_size 4, num_train_steps 2 with evaluation and a checkpoint at step 2, warm-up 1 step.
-The model sizes, tokenizer, SpecAugment, speed perturbation and CTC weight are the recipe's.
+eval_batch_size 4, num_train_steps 2 with evaluation and a checkpoint at step 2, warm-up 1 step,
+and the encoder's depth to 2 layers (widths kept). The tokenizer, SpecAugment, speed
+perturbation and CTC weight are the recipe's.
 """
 
 import importlib
@@ -25,6 +26,7 @@ def test_the_large_recipe_trains_and_evaluates(name, tiny_corpus, tmp_path):
     config.eval_batch_size = 4
     config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
     config.optim.warmup_steps = 1
+    config.model.encoder_layers = 2  # the compile time of 5 LSTM / 8 Conformer layers is CI time
     train.train_and_evaluate(config, str(tmp_path))
     assert checkpoints.manager(tmp_path, create=False).latest_step() == 2
     record = metrics.read(tmp_path)[-1]

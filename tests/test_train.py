@@ -71,10 +71,11 @@ def test_gq_fine_tuning_starts_from_the_float_run_and_keeps_centroids_sorted(gq_
 @pytest.mark.parametrize("method", ["float", "gq_snapping"])
 def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
         method, tiny_corpus, float_run, gq_run, tmp_path):
-    """Float, and GQ snapping every 3 steps (the gq_run fixture's settings), killed after step 2."""
+    """Float, and GQ snapping every 3 steps (the gq_run fixture's settings), killed after step 2;
+    the killed and resumed runs load with 2 grain worker processes, the references in process."""
     workdir = tmp_path / "killed"
-    flags = () if method == "float" else (
-        "--config.quant.method=gq", f"--config.quant.init_from={float_run}", "--config.quant.snap_every=3")
+    flags = ("--config.data.num_workers=2",) + (() if method == "float" else (
+        "--config.quant.method=gq", f"--config.quant.init_from={float_run}", "--config.quant.snap_every=3"))
     reference_dir = float_run if method == "float" else gq_run
     process = subprocess.Popen(command(tiny_corpus, workdir, *flags), env=subprocess_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,8 +99,7 @@ def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag,field", [("--config.seed=1", "seed"),
-                                        ("--config.data.max_batch_seconds=1.0", "max_batch_seconds"),
+@pytest.mark.parametrize("flag,field", [("--config.seed=1", "seed"),  # every field: tests/test_batching.py
                                         ("--config.data.max_train_examples=30", "corpus_fingerprint")])
 def test_resuming_with_another_batch_plan_is_an_error_naming_the_field(flag, field, tiny_corpus, float_run,
                                                                        tmp_path):
