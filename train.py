@@ -18,7 +18,8 @@ centroids, optimizer state, step, data position, RNG) and ends with exactly the 
 uninterrupted run; resuming with another batch plan (corpus, batch seconds, shapes, seed,
 process count) is an error naming the field. Metrics go to `workdir/metrics.jsonl`, including
 `data_wait_fraction` (the share of wall time the loop waited for the input pipeline) and
-`skipped_utterances` (bad audio skipped so far, each also named in a log line).
+`skipped_utterances` (bad audio skipped so far, each also named in a log line), `wall_s` (wall
+seconds of every process of the run so far, work lost to a crash included) and `resumes`.
 
 Input: batches are planned from durations and transcripts alone and decoded by grain worker
 processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is
@@ -117,6 +118,7 @@ def initial_params(model, config: ml_collections.ConfigDict) -> Any:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final state."""
+    started = time.perf_counter()
     config_lib.check_fields(config)
     workdir_path = pathlib.Path(workdir)
     checkpoints.check_compatible(config, workdir_path)
@@ -148,6 +150,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     mngr = checkpoints.manager(workdir_path, keep=config.keep_checkpoints)
     resuming = mngr.latest_step() is not None
+    wall_before, resumes = metrics.run_clock(workdir_path) if resuming else (0.0, 0)
+    resumes += resuming
     # When resuming, the checkpoint overwrites everything: random params only give the structure.
     params = state_lib.random_params(model, config) if resuming else initial_params(model, config)
     optimizer = state_lib.make_optimizer(config)
@@ -210,7 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                           "learning_rate": float(step_metrics["learning_rate"]),
                           "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices),
                           "data_wait_fraction": waited / (time.perf_counter() - since),
-                          "skipped_utterances": skipped}
+                          "skipped_utterances": skipped,
+                          "wall_s": wall_before + time.perf_counter() - started, "resumes": resumes}
                 if eval_now:
                     refs, hyps = evaluate.transcribe(model, exported.params, dev_source, tokenizer,
                                                      config.features, config.eval_batch_size)

@@ -11,8 +11,9 @@ R / P of them:
 
 **Planning** (`make_plan`) reads only durations and transcripts (`corpora.sources.Metadata`):
 each utterance is tokenized (text only) to know its label length, then goes to the first
-bucket (ordered by S) that holds its samples and labels. Bucket sample bounds are the 1/k, ...,
-k/k quantiles of the durations, so the last bucket holds every utterance; each bucket holds R
+bucket (ordered by S) that holds its samples and labels. The k bucket sample bounds are those that
+least pad the audio (`least_padding_bounds`); the last is the longest utterance, so it holds every
+utterance; each bucket holds R
 rows: `batch_size`, or with `max_batch_seconds` the most rows (a multiple of `row_multiple`, the
 device count) whose padded audio stays within that many seconds. Only `len(buckets)` shapes ever
 occur, so a jitted step compiles once per bucket. Utterances shorter than `min_samples` (too
@@ -121,18 +122,48 @@ def _round_up(x: float, multiple: int) -> int:
     return int(math.ceil(x / multiple) * multiple)
 
 
+def least_padding_bounds(lengths: np.ndarray, num_buckets: int) -> np.ndarray:
+    """The <= `num_buckets` upper bounds, among the distinct values of `lengths` [N], that minimise
+    the padded total sum_b n_b * S_b (n_b lengths above bound S_{b-1} and at most S_b; the last
+    bound is max(lengths)), by dynamic programming over the m distinct values in O(k m^2).
+
+    With rows = batch seconds / S_b, every batch holds about the same padded audio, so this total is
+    proportional to the number of batches an epoch takes: the compute spent per epoch.
+    """
+    values, counts = np.unique(lengths, return_counts=True)
+    below = np.concatenate([[0], np.cumsum(counts)])  # below[j]: lengths among values[:j]
+    m, k = len(values), min(num_buckets, len(values))
+    # cost[i, j]: one bucket for values[i:j], padded to values[j - 1] (inf unless i < j).
+    cost = np.where(np.arange(m + 1)[:, None] < np.arange(m + 1)[None],
+                    np.concatenate([[0], values])[None] * (below[None] - below[:, None]), np.inf)
+    total = np.full(m + 1, np.inf)
+    total[0] = 0
+    split = np.zeros((k + 1, m + 1), np.int64)
+    for b in range(1, k + 1):
+        candidates = total[:, None] + cost  # [i, j]: best b-1 buckets up to i, then one to j
+        split[b], total = candidates.argmin(axis=0), candidates.min(axis=0)
+    ends, j = [], m
+    for b in range(k, 0, -1):
+        ends.append(j)
+        j = split[b, j]
+        if j == 0:
+            break
+    return values[np.array(sorted(ends)) - 1]
+
+
 def bucket_bounds(num_samples: np.ndarray, num_labels: np.ndarray, num_buckets: int,
                   sample_multiple: int = 1600, label_multiple: int = 8) -> list[tuple[int, int]]:
-    """(max_samples, max_labels) per bucket: sample bounds at the 1/k, ..., 1 quantiles.
+    """(max_samples, max_labels) per bucket: the sample bounds that least pad the audio.
 
-    Each bucket's label bound is the largest label length among the examples it receives (and
-    at least that of every shorter bucket), so every example fits some bucket. Bounds are
-    rounded up to multiples of `sample_multiple` (0.1 s) and `label_multiple`; buckets that
-    round to the same sample bound merge.
+    Sample counts are first rounded up to multiples of `sample_multiple` (0.1 s); the bounds are
+    then `least_padding_bounds` of them, so a long tail of rare long utterances gets buckets of its
+    own instead of padding the common lengths. Each bucket's label bound is the largest label
+    length among the examples it receives (and at least that of every shorter bucket), rounded up
+    to `label_multiple`, so every example fits some bucket.
     """
-    quantiles = np.quantile(num_samples, np.arange(1, num_buckets + 1) / num_buckets, method="higher")
+    rounded = np.ceil(np.asarray(num_samples) / sample_multiple).astype(np.int64) * sample_multiple
     bounds, lower, labels_so_far = [], -1, 1
-    for bound in sorted({_round_up(q, sample_multiple) for q in quantiles}):
+    for bound in least_padding_bounds(rounded, num_buckets).tolist():
         inside = (num_samples > lower) & (num_samples <= bound)
         labels_so_far = max(labels_so_far, int(num_labels[inside].max()) if inside.any() else 1)
         bounds.append((bound, _round_up(labels_so_far, label_multiple)))

@@ -288,3 +288,32 @@ def test_speed_perturbation_is_drawn_per_row_fits_the_buckets_and_is_the_same_on
     for k, loaded in enumerate(whole):
         np.testing.assert_array_equal(np.concatenate([s[k].batch["audio"] for s in shards]), loaded.batch["audio"])
     assert plan.state(0)["speed_factors"] == [0.9, 1.0, 1.1]
+
+
+def test_least_padding_bounds_are_the_best_of_every_choice():
+    """The dynamic programme against brute force over every set of <= k bounds."""
+    import itertools
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 40, 60) ** 2  # a long tail
+    values = np.unique(lengths)
+
+    def padded(bounds):
+        return int(np.asarray(bounds)[np.searchsorted(bounds, lengths)].sum())
+
+    for k in (1, 2, 3):
+        best = min(padded(sorted(c) + [values[-1]])
+                   for r in range(k) for c in itertools.combinations(values[:-1], r))
+        got = batching.least_padding_bounds(lengths, k)
+        assert got[-1] == lengths.max() and len(got) <= k
+        assert padded(got) == best
+
+
+def test_least_padding_bounds_pad_no_more_than_quantile_bounds():
+    rng = np.random.default_rng(4)
+    lengths = np.round(rng.lognormal(0, 0.5, 2000) * 100).astype(np.int64)  # utterance-like, long-tailed
+    for k in (2, 4, 8):
+        quantiles = np.quantile(lengths, np.arange(1, k + 1) / k, method="higher")
+        least = batching.least_padding_bounds(lengths, k)
+        pad = lambda b: np.asarray(b)[np.searchsorted(b, lengths)].sum()
+        assert pad(least) <= pad(quantiles)
+        assert pad(least) < pad(quantiles) * 0.97  # and markedly less on a long tail

@@ -53,3 +53,12 @@ def test_writing_tensorboard_scalars_never_imports_tensorflow(tmp_path):
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     assert _scalars(tmp_path) == [(1, "loss", 1.0)]
+
+
+def test_run_clock_is_the_last_record_s_wall_time_and_resumes(tmp_path):
+    assert metrics.run_clock(tmp_path) == (0.0, 0)
+    writer = metrics.JsonlWriter(tmp_path)
+    writer.write(2, {"loss": 1.0, "wall_s": 10.5, "resumes": 0})
+    writer.write(4, {"loss": 0.5, "wall_s": 30.0, "resumes": 1})
+    writer.write(5, {"note": "a record without a clock"})
+    assert metrics.run_clock(tmp_path) == (30.0, 1)

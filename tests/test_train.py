@@ -95,7 +95,11 @@ def test_resume_after_sigkill_ends_with_the_parameters_of_an_uninterrupted_run(
     assert_trees_equal(resumed.params, reference.params)
     assert_trees_equal(resumed.quant, reference.quant)
     # Records logged after the checkpoint it resumed from are not duplicated.
-    assert [r["step"] for r in metrics.read(workdir)] == [r["step"] for r in metrics.read(reference_dir)]
+    records = metrics.read(workdir)
+    assert [r["step"] for r in records] == [r["step"] for r in metrics.read(reference_dir)]
+    # The run's clock spans both processes, and the resume is counted.
+    walls = [r["wall_s"] for r in records]
+    assert walls == sorted(walls) and walls[0] > 0 and records[-1]["resumes"] == 1
 
 
 @pytest.mark.slow

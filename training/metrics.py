@@ -80,6 +80,16 @@ def drop_after(workdir: str | pathlib.Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
+def run_clock(workdir: str | pathlib.Path) -> tuple[float, int]:
+    """(wall seconds, resumes) of a run so far: the `wall_s` and `resumes` of its last record, read
+    before a resume drops the records past its checkpoint (so work lost in a crash still counts);
+    (0.0, 0) when nothing was recorded."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    records = read(workdir) if path.exists() else []
+    last = next((r for r in reversed(records) if "wall_s" in r), {})
+    return float(last.get("wall_s", 0.0)), int(last.get("resumes", 0))
+
+
 def read(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
     path = pathlib.Path(workdir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
