@@ -1,10 +1,19 @@
-"""Score a trained run: WER/CER/S/D/I per split for its float and its hard-quantized model.
+"""Score a trained run or a published model: WER/CER/S/D/I per split.
 
-    python eval.py --workdir runs/demo-gq4 [--checkpoint STEP] [--splits test,test_other,real]
-                   [--beam N] [--data PATH] [--ptq ptq_round:8] [--export model.gqpk]
+    python eval.py --workdir runs/demo-gq4 [--checkpoint STEP] [--average N] [--splits test,real]
+                   [--beam N | --decoder ctc] [--data PATH] [--ptq ptq_round:8] [--export model.gqpk]
+                   [--publish results/models/NAME]
+    python eval.py --model results/models/NAME --data PATH [--splits ...] [--beam N | --decoder ctc]
+
+`--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
+`--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
+transducer. `--publish DIR` writes the run's model (its hard-quantized weights with the other
+leaves in float32, or for a float run every weight as float16) as a published folder (`training/published.py`) that `--model DIR`
+scores with no workdir.
 
 Writes `workdir/eval.json` = {split: {model: {wer, cer, substitutions, deletions, insertions,
-num_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table. Models: "float" (the latent weights as trained) and, for a
+num_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table (`--model`: prints
+only). Models: "float" (the latent weights as trained) and, for a
 quantized run, "quantized" (the hard-quantized weights the packed file holds); `--ptq METHOD:BITS`
 adds post-training quantization of the float weights with the run's rule patterns at BITS bits.
 `--data` scores any set: a synth-en folder or another folder of `<split>.jsonl` manifests, a single
@@ -27,7 +36,7 @@ from absl import logging as absl_logging
 
 import gq_jax
 from corpora import librispeech
-from training import evaluate, input_pipeline, runs
+from training import evaluate, input_pipeline, metrics, published, runs
 from training import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -36,7 +45,12 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command-line flags (defined only when run as a script, so the module imports cleanly)."""
     flags.DEFINE_string("workdir", None, "Workdir of a train.py run.")
+    flags.DEFINE_string("model", None, "A published model folder (instead of --workdir).")
     flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: latest).")
+    flags.DEFINE_integer("average", 1, "Average the latent weights of this many latest checkpoints.")
+    flags.DEFINE_enum("decoder", "transducer", ["transducer", "ctc"], "transducer (greedy or beam) or "
+                      "ctc (best path of the auxiliary CTC head).")
+    flags.DEFINE_string("publish", None, "Write the run's model here as a published folder.")
     flags.DEFINE_list("splits", None, "Splits to score (default: config.data.eval_splits); 'real' is "
                       "the Asterisk prompts.")
     flags.DEFINE_integer("beam", 1, "Beam width (1: greedy).")
@@ -45,7 +59,9 @@ def define_flags() -> None:
     flags.DEFINE_list("ptq", [], "Extra post-training models, METHOD:BITS (e.g. ptq_round:8).")
     flags.DEFINE_string("export", None, "Write the hard-quantized model here (packed) + size report.")
     flags.DEFINE_integer("max_examples", 0, "Score the first N utterances of each split (0: all).")
-    flags.mark_flags_as_required(["workdir"])
+    flags.register_multi_flags_validator(
+        ["workdir", "model"], lambda f: (f["workdir"] is None) != (f["model"] is None),
+        message="give exactly one of --workdir (a training run) and --model (a published model)")
 
 
 def data_for(path: str, base: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, list[str] | None]:
@@ -104,37 +120,42 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def score(run: runs.Run, models: dict[str, Any], data: ml_collections.ConfigDict, splits: list[str],
-          beam: int = 1, max_examples: int = 0) -> dict[str, dict[str, dict[str, float]]]:
-    """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split."""
+def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_collections.ConfigDict,
+          splits: list[str], beam: int = 1, max_examples: int = 0, ctc: bool = False
+          ) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split
+    (with `run`'s model, tokenizer and features; `ctc`: by the CTC head)."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         examples = input_pipeline.source(data, split, max_examples)
         results[split] = {}
         for name, params in models.items():
             refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
-                                             run.config.features, run.config.eval_batch_size, beam)
+                                             run.config.features, run.config.eval_batch_size, beam, ctc)
             results[split][name] = evaluate.scores(refs, hyps)
     return results
 
 
 def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] | None = None,
                  beam: int = 1, data: str | None = None, ptq: list[str] = (),
-                 export: str | None = None, max_examples: int = 0) -> dict:
+                 export: str | None = None, max_examples: int = 0, average: int = 1,
+                 ctc: bool = False, publish: str | None = None) -> dict:
     """Scores the run (see the module docstring) and writes eval.json and sizes.json.
 
-    Returns {"checkpoint", "beam", "results" (the eval.json content), "sizes", ["export"]}.
+    Returns {"checkpoint", "beam", "decoder", "results" (the eval.json content), "sizes", ["export"],
+    ["publish"]}.
     """
-    run = runs.load(workdir, checkpoint)
+    run = runs.average(workdir, average, checkpoint)
     data_config, data_splits = (run.config.data, None) if data is None else data_for(data, run.config.data)
     splits = list(data_splits or splits or run.config.data.eval_splits)
     exported = run.export()
     models = models_to_score(run, exported, list(ptq))
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
-                    beam, max_examples)
+                    beam, max_examples, ctc)
     sizes = {name: {k: v for k, v in dataclasses.asdict(shipped.sizes).items() if k != "leaves"}
              for name, (_, shipped) in models.items() if shipped is not None}
-    output = {"checkpoint": run.step, "beam": beam, "results": results, "sizes": sizes}
+    output = {"checkpoint": run.step, "averaged_steps": list(run.averaged_steps), "beam": beam,
+              "decoder": "ctc" if ctc else "transducer", "results": results, "sizes": sizes}
     (pathlib.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
     (pathlib.Path(workdir) / "sizes.json").write_text(json.dumps(sizes, indent=2))
     if export:
@@ -142,22 +163,59 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
         report = gq_jax.size_report(gq_jax.load_packed(export))
         pathlib.Path(str(export) + ".size.txt").write_text(f"{report}\nfile: {size_bytes} bytes\n")
         output["export"] = {"path": str(export), "file_bytes": size_bytes}
+    if publish:
+        wall_s, resumes = metrics.run_clock(workdir)
+        card = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
+                "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes,
+                "method": run.config.quant.method}
+        # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
+        float_dtype = "float32" if exported.sizes.quantized_weights else "float16"
+        published.publish(run.config, run.tokenizer, exported.hardened, publish, card, float_dtype)
+        output["publish"] = publish
     return output
+
+
+def evaluate_published(folder: str, data: str, splits: list[str] | None = None, beam: int = 1,
+                       max_examples: int = 0, ctc: bool = False) -> dict:
+    """Scores the published model in `folder` on `data` (see `data_for`); returns {"beam",
+    "decoder", "results": {split: {"published": scores}}, "sizes": the stored model's report}."""
+    model = published.load(folder)
+    data_config, data_splits = data_for(data, model.config.data)
+    splits = list(data_splits or splits or model.config.data.eval_splits)
+    results = score(model, {"published": model.params}, data_config, splits, beam, max_examples, ctc)
+    return {"beam": beam, "decoder": "ctc" if ctc else "transducer", "results": results,
+            "sizes": str(model.sizes)}
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     absl_logging.set_verbosity(absl_logging.WARNING)
+    ctc = FLAGS.decoder == "ctc"
     try:
-        output = evaluate_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.splits, FLAGS.beam, FLAGS.data,
-                              FLAGS.ptq, FLAGS.export, FLAGS.max_examples)
+        if FLAGS.model:
+            if FLAGS.data is None:
+                raise ValueError("--model needs --data: the corpus to score it on")
+            output = evaluate_published(FLAGS.model, FLAGS.data, FLAGS.splits, FLAGS.beam,
+                                        FLAGS.max_examples, ctc)
+        else:
+            output = evaluate_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.splits, FLAGS.beam, FLAGS.data,
+                                  FLAGS.ptq, FLAGS.export, FLAGS.max_examples, FLAGS.average, ctc,
+                                  FLAGS.publish)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"eval.py: error: {e}")
-    print(f"{FLAGS.workdir} at step {output['checkpoint']} (beam {output['beam']}):")
+    decoder = "ctc" if ctc else f"beam {output['beam']}"
+    if FLAGS.model:
+        print(f"{FLAGS.model} ({decoder}):")
+    else:
+        averaged = output["averaged_steps"]
+        print(f"{FLAGS.workdir} at step {output['checkpoint']}"
+              + (f" (mean of steps {averaged})" if len(averaged) > 1 else "") + f" ({decoder}):")
     print(format_table(output["results"]))
     if "export" in output:
         print(pathlib.Path(output["export"]["path"] + ".size.txt").read_text())
+    if "publish" in output:
+        print(f"published to {output['publish']}")
 
 
 if __name__ == "__main__":

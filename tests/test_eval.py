@@ -80,3 +80,46 @@ def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):
     assert [e["id"] for e in examples] == [e["id"] for e in synth.read_split(tiny_corpus, "test")]
     folder, splits = eval_cmd.data_for(str(tiny_corpus), default.get_config().data)
     assert (folder.kind, splits) == ("manifest", None)
+
+
+def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_workdir(gq_run, tiny_corpus,
+                                                                                        tmp_path):
+    folder = tmp_path / "published"
+    output = eval_cmd.evaluate_run(str(gq_run), splits=["test"], publish=str(folder))
+    card = json.loads((folder / "card.json").read_text())
+    assert card["checkpoint"] == 6 and card["method"] == "gq" and card["resumes"] == 0 and card["wall_s"] > 0
+    assert card["file_bytes"] == (folder / "model.gqpk").stat().st_size
+    scored = eval_cmd.evaluate_published(str(folder), str(tiny_corpus), ["test"])
+    assert scored["results"]["test"]["published"] == output["results"]["test"]["quantized"]
+
+
+def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tiny_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "published-float"
+    cli = [sys.executable, str(eval_cmd.__file__)]
+    run = lambda *args: subprocess.run(cli + list(args), capture_output=True, text=True, timeout=300)
+    made = run("--workdir", str(float_run), "--splits", "test", "--average", "2", "--publish", str(folder))
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert "mean of steps [4, 6]" in made.stdout and f"published to {folder}" in made.stdout
+    scored = run("--model", str(folder), "--data", str(tiny_corpus / "test.jsonl"))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert "published" in scored.stdout and "test" in scored.stdout
+    bad = run("--model", str(tmp_path), "--data", str(tiny_corpus))
+    assert bad.returncode != 0 and "is not a published model: no model.gqpk" in bad.stderr
+    both = run("--model", str(folder), "--workdir", str(float_run))
+    assert both.returncode != 0 and "exactly one of --workdir" in both.stderr
+
+
+def test_checkpoint_averaging_is_the_mean_of_the_latest_checkpoints(float_run):
+    import jax
+    import numpy as np
+
+    averaged = runs.average(float_run, 3)
+    assert averaged.averaged_steps == (2, 4, 6) and averaged.step == 6
+    loaded = [runs.load(float_run, s).params for s in (2, 4, 6)]
+    for got, *each in zip(*map(jax.tree_util.tree_leaves, [averaged.params] + loaded)):
+        np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"keeps 2 checkpoint\(s\) up to step 4 \(\[2, 4\]\)"):
+        runs.average(float_run, 3, step=4)

@@ -6,7 +6,9 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 
 import gq_jax
 from corpora import tokenizer as tokenizers
@@ -24,6 +26,7 @@ class Run:
     params: Any  # latent float weights
     quant: Any  # the quantizer's state
     quantizer: gq_jax.Quantizer
+    averaged_steps: tuple[int, ...] = ()  # checkpoints whose mean `params` is (`average`); () for one
 
     def export(self) -> gq_jax.Export:
         """(hardened tree, dequantized params, size report) of the run's weights: QuantizedArray
@@ -49,3 +52,23 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
     target = state_lib.create(params, quantizer.init(params), state_lib.make_optimizer(config), config.seed)
     state, _ = checkpoints.restore(mngr, target, step)
     return Run(config, int(state.step), tokenizer, model, state.params, state.quant, quantizer)
+
+
+def average(workdir: str | pathlib.Path, count: int, step: int | None = None) -> Run:
+    """The run at checkpoint `step` (default: latest) with its latent weights replaced by the mean
+    over its `count` latest checkpoints up to `step` (checkpoint averaging); the quantizer state is
+    that of `step`. `count` = 1 is `load`.
+
+    Raises ValueError when fewer than `count` checkpoints are kept up to `step` (naming them).
+    """
+    if count < 1:
+        raise ValueError(f"average of {count} checkpoints; expected >= 1")
+    latest = load(workdir, step)
+    steps = [s for s in checkpoints.manager(workdir, create=False).all_steps() if s <= latest.step]
+    if len(steps) < count:
+        raise ValueError(f"{workdir} keeps {len(steps)} checkpoint(s) up to step {latest.step} "
+                         f"({sorted(steps)}); cannot average {count}")
+    chosen = sorted(steps)[-count:]
+    trees = [latest.params if s == latest.step else load(workdir, s).params for s in chosen]
+    mean = jax.tree_util.tree_map(lambda *leaves: np.mean(np.stack(leaves), axis=0), *trees)
+    return dataclasses.replace(latest, params=mean, averaged_steps=tuple(chosen))
