@@ -21,7 +21,8 @@ Sections:
             ptq_kmeans | qwix, each built from this section), `rules` as ordered
             (regex over the '/'-joined parameter path, bits, "tensor" | "channel") tuples (first
             match wins; "qwix", Qwix's weight-only QAT, takes 2..8 bits and quantizes only the
-            weights Qwix intercepts, see training/qwix_qat.py), GQ's µ, mode, window and centroid
+            weights Qwix intercepts, see training/qwix_qat.py), GQ's µ, mode, gradient estimator (and its
+            backward α cap), window and centroid
             init, the softmax sharpness schedule `alpha`, `snap_every` (latent weights := hard
             values every F steps; 0: never), the centroids' own optimizer and learning rate, and
             `init_from` (the workdir of a float run whose latest parameters start this one; ""
@@ -86,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.quant.mu = 8.0
     config.quant.mode = "ste"
     config.quant.distance = "sq"  # sq | abs: d in a_k = softmax(-alpha d((v - c_k) / delta))
+    # GQ's backward (gq_jax.GQConfig.estimator): soft_jacobian (today's) | straight_through | capped_alpha
+    config.quant.estimator = "soft_jacobian"
+    config.quant.backward_alpha = 5.0  # alpha_b: the backward sharpness cap of capped_alpha (alpha.start)
     config.quant.window = 4
     config.quant.init = "auto"
     config.quant.alpha = ml_collections.ConfigDict()

@@ -7,11 +7,26 @@ For a flat vector v: [N] and sorted centroids c: [K] in the µ-law space, with s
     v̂ = c_{argmin_k |v − c_k|}                                                (hard value)
 
 `assign` returns û = expand(v̂) ("ste" forward) or û = expand(ṽ) ("soft" forward), in the
-normalised-weight space u, and its backward is always the Jacobian of the soft value:
+normalised-weight space u. Its backward is the Jacobian of the soft value at a sharpness α',
 
-    t_k   = g' a_k (c_k − ṽ) (α / Δ) d'(x_k)          with g' = g · expand'(forward v)
+    t_k   = g' a_k (c_k − ṽ) (α' / Δ) d'(x_k)         with g' = g · expand'(forward v)
     ∂/∂v  = −Σ_k t_k
     ∂/∂c_k = Σ_n (g'_n a_nk + t_nk)                     (a segment-sum over windows)
+
+(a_k, ṽ, x_k taken at α' too), with one of three gradient estimators (`gq_jax.config.ESTIMATORS`):
+
+    "soft_jacobian"     α' = α, both gradients as above (the exact gradient of the "soft" forward).
+    "straight_through"  ∂/∂v = g · expand'(v): the identity for the latent weights (∂û/∂u = 1, so
+                        ∂L/∂W = ∂L/∂Ŵ exactly), and ∂/∂c_k as above at α' = α.
+    "capped_alpha"      α' = min(α, α_b), both gradients as above: the forward may be as hard as it
+                        likes while the backward stays as smooth as α_b.
+
+Why the choice matters: for d = x² the soft Jacobian in v is ∂ṽ/∂v = (2α/Δ²) Var_a(c), the
+variance of the centroids under the assignment a. Between two neighbours (a, 1 − a) it is
+2α a (1 − a): α/2 on the decision boundary, and about 2α exp(−α(1 − 2|x|)) at distance x·Δ from
+the nearest centroid, so as α grows it spikes at the boundaries and vanishes everywhere else
+(`benchmarks/gq_gradient.py`: at 4 bits and α = 500, 2 % of the weights get 10 % of the
+upstream gradient).
 
 Memory: the dense form (window=None) materialises [N, K] arrays. The windowed form takes only the
 J = min(2w, K) centroids around v's position in the sorted codebook (found with `searchsorted`),
@@ -135,7 +150,7 @@ def soft_value(
     return _windowed_soft(v, centroids, alpha, distance, width).v_soft
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7, 8))
 def assign(
     v: jax.Array,
     centroids: jax.Array,
@@ -144,8 +159,10 @@ def assign(
     distance: str,
     window: int | None,
     mu: float,
+    estimator: str = "soft_jacobian",
+    backward_alpha: float = 5.0,
 ) -> jax.Array:
-    """û = expand(v̂) or expand(ṽ): [N], with the soft-assignment Jacobian as its VJP.
+    """û = expand(v̂) or expand(ṽ): [N], with the VJP of the chosen gradient `estimator`.
 
     Args:
       v: [N] companded weights in [-1, 1].
@@ -155,34 +172,49 @@ def assign(
       distance: "sq" or "abs".
       window: centroids on each side for the windowed form, or None (dense).
       mu: µ of the compander.
+      estimator: "soft_jacobian" (the soft assignment's Jacobian at α for v and c),
+        "straight_through" (identity in u for v, soft Jacobian at α for c) or "capped_alpha" (soft
+        Jacobian at min(α, backward_alpha) for v and c); see the module docstring.
+      backward_alpha: α_b of "capped_alpha" (ignored by the other estimators).
     """
     if hard_forward:
         return expand(centroids, mu)[nearest_index(v, centroids)]
     return expand(soft_value(v, centroids, alpha, distance=distance, window=window), mu)
 
 
-def _assign_fwd(v, centroids, alpha, hard_forward, distance, window, mu):
-    out = assign(v, centroids, alpha, hard_forward, distance, window, mu)
+def _assign_fwd(v, centroids, alpha, hard_forward, distance, window, mu, estimator, backward_alpha):
+    out = assign(v, centroids, alpha, hard_forward, distance, window, mu, estimator, backward_alpha)
     return out, (v, centroids, alpha)
 
 
-def _assign_bwd(hard_forward, distance, window, mu, residuals, g):
+def _expand_slope(x, mu):
+    """expand'(x), elementwise."""
+    return jax.jvp(lambda y: expand(y, mu), (x,), (jnp.ones_like(x),))[1]
+
+
+def _assign_bwd(hard_forward, distance, window, mu, estimator, backward_alpha, residuals, g):
     v, centroids, alpha = residuals
     num = centroids.shape[0]
     delta = centroid_spacing(num)
     width = window_width(num, window)
+    alpha_b = jnp.minimum(alpha, backward_alpha) if estimator == "capped_alpha" else alpha
     if width is None:
-        a, v_soft = _dense_soft(v, centroids, alpha, distance)
+        a, v_soft = _dense_soft(v, centroids, alpha_b, distance)
     else:
-        soft = _windowed_soft(v, centroids, alpha, distance, width)
+        soft = _windowed_soft(v, centroids, alpha_b, distance, width)
         v_soft = soft.v_soft
-    # Chain through expand at the forward point: v̂ ("ste") or ṽ ("soft").
-    forward_v = centroids[nearest_index(v, centroids)] if hard_forward else v_soft
-    _, expand_slope = jax.jvp(lambda x: expand(x, mu), (forward_v,), (jnp.ones_like(forward_v),))
-    g = g * expand_slope
+    # Chain through expand at the forward point: v̂ ("ste") or ṽ at the forward α ("soft").
+    if hard_forward:
+        forward_v = centroids[nearest_index(v, centroids)]
+    elif estimator == "capped_alpha":
+        forward_v = soft_value(v, centroids, alpha, distance=distance, window=window)
+    else:
+        forward_v = v_soft
+    g_u = g
+    g = g * _expand_slope(forward_v, mu)
     if width is None:
         t, per_centroid = _vjp_terms(
-            g[:, None], a, centroids[None, :], v_soft[:, None], v[:, None], alpha, delta, distance
+            g[:, None], a, centroids[None, :], v_soft[:, None], v[:, None], alpha_b, delta, distance
         )
         grad_v, grad_c = -jnp.sum(t, axis=-1), jnp.sum(per_centroid, axis=0)
     else:
@@ -190,13 +222,15 @@ def _assign_bwd(hard_forward, distance, window, mu, residuals, g):
         def accumulate(j, carry):
             grad_v, grad_c = carry
             cand = centroids[soft.start + j]
-            a = jnp.exp(_logits(v, cand, alpha, delta, distance) - soft.top) / soft.total
-            t, per_centroid = _vjp_terms(g, a, cand, v_soft, v, alpha, delta, distance)
+            a = jnp.exp(_logits(v, cand, alpha_b, delta, distance) - soft.top) / soft.total
+            t, per_centroid = _vjp_terms(g, a, cand, v_soft, v, alpha_b, delta, distance)
             segment = jax.ops.segment_sum(per_centroid, soft.start + j, num_segments=num)
             return grad_v - t, grad_c + segment
 
         init = (jnp.zeros_like(v), jnp.zeros_like(centroids))
         grad_v, grad_c = jax.lax.fori_loop(0, width, accumulate, init)
+    if estimator == "straight_through":
+        grad_v = g_u * _expand_slope(v, mu)  # û = expand(v) to first order: ∂û/∂u = 1
     return grad_v, grad_c.astype(centroids.dtype), jnp.zeros_like(alpha)
 
 

@@ -116,7 +116,8 @@ def gq(config: GQConfig, *, alpha: float | optax.Schedule, snap_every: int = 0) 
     """GQ, the General Quantizer: learnable centroids in µ-law space, softmax assignment.
 
     Args:
-      config: which leaves get how many bits, and GQ's µ, distance, mode, window and init.
+      config: which leaves get how many bits, and GQ's µ, distance, mode, gradient estimator,
+        window and init.
       alpha: the softmax sharpness α, a number or an `optax.Schedule` step -> α (e.g.
         `gq_jax.schedules.exponential(5.0, 500.0, 0, 1000)`: soft to hard).
       snap_every: F; latent weights := their hard values after every F-th update (0: never).

@@ -7,7 +7,8 @@ For a leaf W matched by a rule with b bits (K = 2**b centroids c, sorted, in [-1
     u = W / s,   v = compress_µ(u)       (s = 0, an all-zero tensor, divides by 1 instead)
     Ŵ = s · assign(v, c, α)              hard or soft, see `gq_jax.assignment`
 
-Ŵ has W's shape and dtype. Gradients reach W (through v) and c (through the custom VJP).
+Ŵ has W's shape and dtype. Gradients reach W (through v) and c (through the custom VJP, by the
+config's `estimator`: with "straight_through" ∂L/∂W = ∂L/∂Ŵ).
 The scale s has W's shape with every non-channel axis 1 and the leading 1s dropped (`scale_shape`),
 so it broadcasts against W: [] per tensor, [out] for Dense [in, out], [heads, head_dim] for a
 DenseGeneral [D, heads, head_dim].
@@ -175,7 +176,8 @@ def quantize_leaf(
     v, s = leaf_companded(path, w, rule, config.mu)
     hard_forward = hard or config.mode == "ste"
     u_hat = assign(
-        v.ravel(), centroids, alpha, hard_forward, config.distance, config.window, config.mu
+        v.ravel(), centroids, alpha, hard_forward, config.distance, config.window, config.mu,
+        config.estimator, config.backward_alpha,
     )
     return (u_hat.reshape(w.shape) * s).astype(w.dtype)
 

@@ -197,10 +197,13 @@ def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
 
     A rule that matches no parameter is an error (`strict=True`), so a typo in a pattern fails
     instead of silently quantizing nothing (float training never builds a GQConfig). A config saved
-    before `quant.distance` existed (an older workdir's config.json) gets the library's default.
+    before `quant.distance`, `quant.estimator` or `quant.backward_alpha` existed (an older workdir's
+    config.json) gets the library's default.
     """
     return gq_jax.GQConfig(rules=[_rule(entry) for entry in quant.rules], mu=quant.mu, mode=quant.mode,
                            distance=quant.get("distance", gq_jax.GQConfig.distance),
+                           estimator=quant.get("estimator", gq_jax.GQConfig.estimator),
+                           backward_alpha=quant.get("backward_alpha", gq_jax.GQConfig.backward_alpha),
                            window=quant.window, init=quant.init, strict=True)
 
 
