@@ -7,6 +7,12 @@ and eval.json); a registry run without them is listed as "not yet measured", nev
 section per scale of experiments/registry.py (the measured scales first). WER is corpus-level on the test
 split, greedy, unless a column says otherwise; "bits" is the average index bits per quantized
 weight (32 for float); "saving" is 1 - size / (uniform 8-bit size of the same model).
+
+A WER difference between two runs is stated with the 95 % interval of a paired bootstrap over the
+test utterances (experiments/statistics.py) when both runs' eval.json carry per-utterance scores
+(`statistics.utterance_record`); "lossless" means that interval's upper end is at most +2 %
+relative of the float WER. Rows without per-utterance scores are compared by their WERs alone,
+and the report says so.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import json
 import pathlib
 from typing import Any, Sequence
 
-from experiments import registry
+from experiments import registry, statistics
 from experiments.run import BEAM, SPLITS
 from training import pictures
 
 PAPER_SAVING = 0.3073  # the paper's size saving against the 8-bit model
-MATCH_RELATIVE = 0.02  # "matches float": WER within 2 % relative
+MATCH_RELATIVE = statistics.LOSSLESS_RELATIVE  # "lossless": within 2 % relative of the float WER
+UNPAIRED = "no per-utterance scores: no interval"
 MISSING = "not yet measured"
 PLOTTED_METHODS = ("gq", "uniform_ste", "ptq_round", "ptq_kmeans", "qwix")
 
@@ -39,6 +46,27 @@ def load_results(folder_of_scale: pathlib.Path) -> dict[str, dict[str, Any]]:
 
 def test_wer(result: dict[str, Any]) -> float:
     return result["eval"]["greedy"]["test"]["wer"]
+
+
+def paired(a: dict[str, Any], b: dict[str, Any], split: str = "test",
+           decode: str = "greedy") -> statistics.WerDifference | None:
+    """WER_B − WER_A of rows `a` and `b` on `split` with its paired bootstrap interval, or None when
+    either row lacks per-utterance scores there or they scored different numbers of utterances."""
+    scores = [row["eval"].get(decode, {}).get(split, {}) for row in (a, b)]
+    if not all(statistics.UTTERANCE_ERRORS in s and statistics.UTTERANCE_WORDS in s for s in scores):
+        return None
+    (sa, sb) = scores
+    if len(sa[statistics.UTTERANCE_ERRORS]) != len(sb[statistics.UTTERANCE_ERRORS]):
+        return None
+    return statistics.paired_bootstrap(sa[statistics.UTTERANCE_ERRORS], sa[statistics.UTTERANCE_WORDS],
+                                       sb[statistics.UTTERANCE_ERRORS], sb[statistics.UTTERANCE_WORDS])
+
+
+def lossless_verdict(difference: statistics.WerDifference, float_wer: float) -> str:
+    """'lossless: yes' when the interval's upper end is at most MATCH_RELATIVE of `float_wer`."""
+    verdict = "yes" if statistics.lossless(difference, float_wer, MATCH_RELATIVE) else "no"
+    return (f"lossless: {verdict} (upper end {100 * difference.high:+.2f} vs +{100 * MATCH_RELATIVE * float_wer:.2f} "
+            "points allowed)")
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -123,8 +151,12 @@ def control_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     control, float_run = results.get(f"{model}_float_finetune"), results[f"{model}_float"]
     if control is None:
         return f"- Control (float fine-tuned with the same budget, {model}_float_finetune): {MISSING}."
+    difference = paired(float_run, control)
     rel = _relative(test_wer(control), test_wer(float_run))
-    change = "" if rel is None else f" ({100 * rel:+.1f} % relative)"
+    if difference is not None:
+        change = f" ({statistics.describe(difference)})"
+    else:
+        change = ("" if rel is None else f" ({100 * rel:+.1f} % relative)") + f" ({UNPAIRED})"
     return (f"- Control: the float model fine-tuned with the same budget, unquantized, has WER "
             f"{_pct(test_wer(control))} % against {_pct(test_wer(float_run))} %{change}: that much of every "
             "fine-tune's change is the extra training.")
@@ -144,16 +176,26 @@ def headline(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
         control = results.get(f"{model}_float_finetune")
         lines.append(control_line(model, results))
         for r in sorted(low_bit, key=lambda r: -r["average_bits"]):
-            against_control = ("" if control is None else f", vs the control {_pct(test_wer(control))} % "
-                               f"({match_verdict(test_wer(r), test_wer(control))})")
+            differences = [paired(float_run, r)] + ([] if control is None else [paired(control, r)])
+            unpaired = f" ({UNPAIRED})" if any(d is None for d in differences) else ""
             lines.append(f"- {r['name']} ({r['average_bits']:.2f} bits): WER {_pct(test_wer(r))} % vs float "
-                         f"{_pct(reference)} % ({match_verdict(test_wer(r), reference)}){against_control}; "
+                         f"{_pct(reference)} % ({judged(differences[0], test_wer(r), reference)})"
+                         + ("" if control is None else f", vs the control {_pct(test_wer(control))} % "
+                            f"({judged(differences[1], test_wer(r), test_wer(control))})") + f"{unpaired}; "
                          f"{_pct(r['saving_vs_8bit'])} % smaller than 8-bit "
                          f"(paper: {100 * PAPER_SAVING:.2f} %): {'yes' if r['saving_vs_8bit'] >= PAPER_SAVING else 'no'}"
                          f"; budget {budget(r)}.")
     for other in ("uniform_ste", "ptq_round", "ptq_kmeans", "qwix"):
         lines.append(f"- GQ vs {other} at equal bits: " + comparison(model, other, results))
     return lines
+
+
+def judged(difference: statistics.WerDifference | None, wer: float, float_wer: float) -> str:
+    """A row of WER `wer` against a float row: the paired `difference`, its interval and the lossless
+    verdict, or without per-utterance scores (None) the relative change and the 2 % rule on the WERs."""
+    if difference is None:
+        return match_verdict(wer, float_wer)
+    return f"{statistics.describe(difference)}; {lossless_verdict(difference, float_wer)}"
 
 
 def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> str:
@@ -166,14 +208,30 @@ def comparison(model: str, other: str, results: dict[str, dict[str, Any]]) -> st
             continue
         delta = test_wer(gq) - test_wer(base)
         kept_float = f", {other} kept {', '.join(base['float_weights'])} float" if base.get("float_weights") else ""
-        parts.append(f"{bits} bits: GQ {_pct(test_wer(gq))} % vs {_pct(test_wer(base))} % "
-                     f"({100 * delta:+.2f} points, GQ {'better' if delta < 0 else 'not better'}{kept_float})")
+        difference = paired(base, gq)
+        if difference is None:
+            verdict = f"{100 * delta:+.2f} points, GQ {'better' if delta < 0 else 'not better'}"
+        else:
+            verdict = f"{statistics.describe(difference)}, {better_or_worse(difference, 'GQ')}"
+        parts.append(f"{bits} bits: GQ {_pct(test_wer(gq))} % vs {_pct(test_wer(base))} % ({verdict}{kept_float})"
+                     + (f", {UNPAIRED}" if difference is None else ""))
     return "; ".join(parts) + "."
 
 
+def better_or_worse(difference: statistics.WerDifference, name: str) -> str:
+    """What the interval of WER_B − WER_A says about B (`name`): better, worse, or no difference shown."""
+    if difference.high < 0:
+        return f"{name} better"
+    if difference.low > 0:
+        return f"{name} worse"
+    return "no difference shown (the interval contains 0)"
+
+
 def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Per ablated setting and bits: the spread of test WER over its values and whether it exceeds
-    twice the standard error at the default row's WER (a setting that matters), or "not yet measured"."""
+    """Per ablated setting and bits: with per-utterance scores, each value's paired difference from the
+    default and whether any interval excludes 0 (a setting that matters); without them, the spread of
+    test WER over its values against twice the binomial standard error at the default row's WER; or
+    "not yet measured"."""
     lines = []
     for setting, (default, others) in registry.ABLATIONS.items():
         parts = []
@@ -184,11 +242,18 @@ def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
                 continue
             wers = {v: test_wer(results[n]) for v, n in zip((default, *others), names)}
             best, spread = min(wers, key=wers.get), max(wers.values()) - min(wers.values())
+            differences = {v: paired(results[names[0]], results[n]) for v, n in zip(others, names[1:])}
+            if all(d is not None for d in differences.values()):
+                matters = any(d.low > 0 or d.high < 0 for d in differences.values())
+                stated = ", ".join(f"{v} {statistics.describe(d)}" for v, d in differences.items())
+                parts.append(f"{bits} bits: against {default}: {stated} ({'matters' if matters else 'within noise'}"
+                             f": paired bootstrap), best {best}")
+                continue
             words = results[names[0]]["eval"]["greedy"]["test"]["num_words"]
             noise = 2 * standard_error(wers[default], words)
             verdict = "matters" if spread > noise else "within noise"
             parts.append(f"{bits} bits: spread {100 * spread:.2f} WER points ({verdict}: twice the standard error "
-                         f"is {100 * noise:.2f}), best {best}")
+                         f"is {100 * noise:.2f}), best {best} ({UNPAIRED})")
         lines.append(f"- {setting}: " + "; ".join(parts) + ".")
     return lines
 
@@ -213,7 +278,8 @@ def setup_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     return (f"- {model}: {float_run['float32_bytes'] // 4:,} parameters; float run {budget(float_run)}, best dev "
             f"WER {_pct(float_run['best_dev_wer'])} % at step {float_run['best_dev_step']}. Test has {words:,} "
             f"words: at the float WER the standard error is about {_pct(standard_error(test_wer(float_run), words))} "
-            "points (binomial approximation), so differences below twice that are noise.")
+            "points (binomial approximation, which ignores that errors cluster by utterance: the paired "
+            "bootstrap judges the differences where per-utterance scores exist).")
 
 
 def standard_error(wer: float, words: int) -> float:
@@ -258,7 +324,12 @@ def render(results_by_scale: dict[str, dict[str, dict[str, Any]]], root: pathlib
            "WER is corpus-level, in %; `bits` is the average index bits per quantized weight (all weight "
            "matrices and embeddings; biases and norms stay float); `saving vs 8-bit` is 1 - size / size of "
            "the same weights at uniform 8 bits (1 byte per weight + float32 per-channel scales); `step time / "
-           "float` is measured back to back on the machine of the run; `budget` is steps trained / planned.", ""]
+           "float` is measured back to back on the machine of the run; `budget` is steps trained / planned.", "",
+           "WER differences are B − A in WER points with the 95 % interval of a paired bootstrap over the test "
+           f"utterances ({statistics.RESAMPLES:,} resamples, seed {statistics.SEED}; experiments/statistics.py), "
+           "where both runs' eval.json hold per-utterance scores. **Lossless** means the interval's upper end is "
+           f"at most +{100 * MATCH_RELATIVE:.0f} % relative of the float WER. Rows without per-utterance scores "
+           "are compared by their WERs alone, marked \"no interval\".", ""]
     by_measured = sorted(registry.SCALES.values(), key=lambda scale: -len(results_by_scale[scale.name]))
     for scale in by_measured:
         out += render_scale(scale, results_by_scale[scale.name], root)
