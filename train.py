@@ -19,7 +19,10 @@ uninterrupted run; resuming with another batch plan (corpus, batch seconds, shap
 process count) is an error naming the field. Metrics go to `workdir/metrics.jsonl`, including
 `data_wait_fraction` (the share of wall time the loop waited for the input pipeline) and
 `skipped_utterances` (bad audio skipped so far, each also named in a log line), `wall_s` (wall
-seconds of every process of the run so far, work lost to a crash included) and `resumes`.
+seconds of every process of the run so far, work lost to a crash included) and `resumes`, and
+the gradient at the logged step (`gradient_metrics`): `grad_norm/<module>` per top-level module
+(encoder, predictor, joint, ...), `grad_norm/quantizer` (GQ's centroids), `grad_norm` (all, before
+clipping) and `grad_share`, the share of latent weights receiving >= 10 % of their upstream gradient.
 
 Input: batches are planned from durations and transcripts alone and decoded by grain worker
 processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is
@@ -54,6 +57,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 import gq_jax
+from gq_jax.config import leaves_with_paths
 from corpora import batching
 from corpora.batching import Batch, split_for_devices
 from training import checkpoints, evaluate, input_pipeline, metrics, pictures
@@ -65,7 +69,13 @@ def loss_fn(trainable: tuple[Any, Any], batch: Batch, key: jax.Array, step: jax.
             quantizer: gq_jax.Quantizer, features_config: ml_collections.ConfigDict) -> jax.Array:
     """Mean transducer NLL over the real rows (`mask`) of a device's batch, with quantized weights."""
     params, quant = trainable
-    quantized = quantizer.apply(params, quant, step)
+    return model_loss(quantizer.apply(params, quant, step), batch, key, model=model,
+                      features_config=features_config)
+
+
+def model_loss(quantized: Any, batch: Batch, key: jax.Array, *, model,
+               features_config: ml_collections.ConfigDict) -> jax.Array:
+    """`loss_fn` after the quantizer: the loss of the weights Ŵ the network computes with."""
     feature_key, dropout_key = jax.random.split(key)
     feats, lengths = input_pipeline.features(batch, features_config, feature_key)
     nll = model.apply({"params": quantized}, feats, lengths, batch["labels"], batch["label_lengths"],
@@ -73,20 +83,60 @@ def loss_fn(trainable: tuple[Any, Any], batch: Batch, key: jax.Array, step: jax.
     return jnp.sum(nll * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
 
 
+def gradient_metrics(grads: tuple[Any, Any], upstream: Any, latent: Any) -> dict[str, jax.Array]:
+    """Per-group gradient norms and the share of latent weights that receive gradient (in the step).
+
+    Args:
+      grads: (∂L/∂W, ∂L/∂state): the gradient of the latent weights and of the quantizer's state.
+      upstream: ∂L/∂Ŵ, the gradient of the weights the network computes with (`params`' structure).
+      latent: `params`' structure of bools: the leaves the quantizer changes.
+    Returns:
+      grad_norm/<top-level module> = ‖∂L/∂W‖ over that module's leaves, grad_norm/quantizer =
+      ‖∂L/∂state‖, grad_norm = the global norm of both (what `optim.grad_clip_norm` clips), and
+      grad_share = the share of latent weights with |∂L/∂W| >= 0.1 |∂L/∂Ŵ| (1 when the quantizer
+      changes no leaf: float training, or Qwix, which fake-quantizes inside the model).
+    """
+    param_grads, state_grads = grads
+    squares: dict[str, jax.Array] = {}
+    for path, g in leaves_with_paths(param_grads):
+        group = f"grad_norm/{path.split('/')[0]}"
+        squares[group] = squares.get(group, 0.0) + jnp.sum(jnp.square(g.astype(jnp.float32)))
+    squares["grad_norm/quantizer"] = sum(jnp.sum(jnp.square(g.astype(jnp.float32)))
+                                         for g in jax.tree_util.tree_leaves(state_grads))
+    out = {name: jnp.sqrt(total) for name, total in squares.items()}
+    out["grad_norm"] = jnp.sqrt(sum(squares.values()))
+    pairs = [(jnp.abs(g.astype(jnp.float32)), jnp.abs(u.astype(jnp.float32)))
+             for g, u, changed in zip(jax.tree_util.tree_leaves(param_grads), jax.tree_util.tree_leaves(upstream),
+                                      jax.tree_util.tree_leaves(latent)) if changed]
+    receiving = sum(jnp.sum(g >= 0.1 * u) for g, u in pairs)
+    out["grad_share"] = (receiving / sum(g.size for g, _ in pairs)).astype(jnp.float32) if pairs else jnp.float32(1.0)
+    return out
+
+
 def train_step(state: TrainState, batch: Batch, *, loss: Callable, quantizer: gq_jax.Quantizer,
                optimizer: optax.GradientTransformation, alpha_fn: Callable,
                learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One update on every device (inside `pmap` over axis "batch"), then `quantizer.update`."""
+    """One update on every device (inside `pmap` over axis "batch"), then `quantizer.update`.
+
+    `loss` is `model_loss` of the quantized weights Ŵ = quantizer.apply(W, state, step); the step
+    takes ∂L/∂Ŵ, averages it over devices and pulls it back through the quantizer (the same
+    gradient as differentiating `loss_fn`, and ∂L/∂Ŵ is there for `gradient_metrics`).
+    """
     key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
                              jax.lax.axis_index("batch"))
     trainable = (state.params, state.quant)
-    value, grads = jax.value_and_grad(loss)(trainable, batch, key, state.step)
-    grads = jax.lax.pmean(grads, "batch")
+    apply = lambda params, quant: quantizer.apply(params, quant, state.step)
+    # Leaves the quantizer passes through come back as the same (traced) objects: a static fact.
+    latent = jax.tree_util.tree_map(lambda q, p: q is not p, apply(*trainable), state.params)
+    quantized, pullback = jax.vjp(apply, *trainable)
+    value, upstream = jax.value_and_grad(loss)(quantized, batch, key)
+    upstream = jax.lax.pmean(upstream, "batch")
+    grads = pullback(upstream)
     updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
     params, quant = optax.apply_updates(trainable, updates)
     quant, params = quantizer.update(quant, params, state.step + 1)
     metrics = {"loss": jax.lax.pmean(value, "batch"), "alpha": jnp.asarray(alpha_fn(state.step), jnp.float32),
-               "learning_rate": learning_rate_fn(state.step)}
+               "learning_rate": learning_rate_fn(state.step), **gradient_metrics(grads, upstream, latent)}
     return state._replace(step=state.step + 1, params=params, quant=quant, opt_state=opt_state), metrics
 
 
@@ -94,7 +144,7 @@ def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_ja
                       optimizer: optax.GradientTransformation) -> Callable:
     """`train_step` of `config` pmapped over the local devices (axis "batch"; donates the state);
     `model` is the module the loss applies (`Method.training_model`)."""
-    loss = functools.partial(loss_fn, model=model, quantizer=quantizer, features_config=config.features)
+    loss = functools.partial(model_loss, model=model, features_config=config.features)
     step = functools.partial(
         train_step, loss=loss, quantizer=quantizer, optimizer=optimizer,
         alpha_fn=config_lib.alpha_schedule(config.quant.alpha),
@@ -215,7 +265,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                           "changed_centroid_fraction": metrics.changed_fraction(previous_indices, indices),
                           "data_wait_fraction": waited / (time.perf_counter() - since),
                           "skipped_utterances": skipped,
-                          "wall_s": wall_before + time.perf_counter() - started, "resumes": resumes}
+                          "wall_s": wall_before + time.perf_counter() - started, "resumes": resumes,
+                          **{k: float(v) for k, v in step_metrics.items() if k.startswith("grad_")}}
                 if eval_now:
                     refs, hyps = evaluate.transcribe(model, exported.params, dev_source, tokenizer,
                                                      config.features, config.eval_batch_size)

@@ -51,6 +51,7 @@ def test_float_run_logs_metrics_and_keeps_checkpoints(float_run):
     assert [r["step"] for r in records] == [2, 4, 6]
     assert all(np.isfinite(r["loss"]) and r["learning_rate"] > 0 for r in records)
     assert 0.0 <= records[-1]["dev_wer"]
+    assert_gradient_metrics(records, float_run=True)
     assert sorted(checkpoints.manager(float_run, create=False).all_steps()) == [2, 4, 6]
     events = list((pathlib.Path(float_run) / metrics.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 0
@@ -65,6 +66,22 @@ def test_gq_fine_tuning_starts_from_the_float_run_and_keeps_centroids_sorted(gq_
     records = metrics.read(gq_run)
     assert all(0.0 <= r["changed_centroid_fraction"] <= 1.0 for r in records)
     assert (gq_run / "weights_start.png").exists() and (gq_run / "weights_end.png").exists()
+    assert_gradient_metrics(records, float_run=False)
+
+
+def assert_gradient_metrics(records: list[dict], float_run: bool) -> None:
+    """Every logged record has finite per-module gradient norms (the centroids' too) whose squares sum
+    to the global norm, and the share of latent weights receiving gradient: 1 in float training; for
+    GQ above 0 at the first log (step 2, α ≈ 11), while after a snap (step 3) every weight sits on a
+    centroid, where the soft Jacobian is ≈ exp(−α) and the share can be 0."""
+    for r in records:
+        groups = {k: v for k, v in r.items() if k.startswith("grad_norm/")}
+        assert {"grad_norm/encoder", "grad_norm/quantizer"} <= set(groups), sorted(r)
+        assert all(v is not None and np.isfinite(v) and v >= 0 for v in groups.values()), groups
+        assert r["grad_norm"] == pytest.approx(np.sqrt(sum(v * v for v in groups.values())), rel=1e-4)
+        assert (groups["grad_norm/quantizer"] == 0.0) == float_run and groups["grad_norm/encoder"] > 0
+        assert r["grad_share"] == 1.0 if float_run else 0.0 <= r["grad_share"] <= 1.0
+    assert float_run or records[0]["grad_share"] > 0
 
 
 @pytest.mark.slow
