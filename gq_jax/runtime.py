@@ -1,0 +1,311 @@
+"""A packed runtime: decode with the quantized weights resident as b-bit indices, codebook and scales.
+
+`gq_jax.dequantize` turns every `QuantizedArray` into a float32 array at load, so a GQ model then
+takes the memory of the float model. Here the device buffers that stay resident between calls are
+the packed ones, and each weight is expanded inside the jitted computation that uses it:
+
+    model, params = runtime.resident_model(model), runtime.load_resident("model.gqpk")
+    decoding.greedy_decode(model, {"params": params}, features, lengths)   # or beam_search
+
+Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry codebook):
+
+  `PackedArray`  words [ceil(N · b / 8)] uint8: the indices at b bits each, little-endian bit order,
+                 exactly the bytes of the packed file's "indices" section; codebook [K] float32;
+                 scale (broadcastable to S) float32. Resident bytes = `QuantizedArray.packed_bytes`.
+                 Expanded as codebook[unpack(words)] · scale: 8 indices fill b bytes, so `unpack`
+                 reads each index from at most two bytes of its group with fixed shifts (no lookup
+                 tables, everything elementwise and fused with the gather by XLA).
+  `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
+                 symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
+                 8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
+                 Resident bytes = N + 4 · scales + 4 (`SizeReport.uint8_bytes`' count plus L; the
+                 255-entry codebook is not needed).
+
+Both expansions equal `dequantize_leaf` bit for bit, so decoding from the resident tree gives the
+transcripts of the in-memory hard-quantized model (`tests/test_runtime.py`). `int8_matmuls=True`
+instead runs each weight matmul as int8 × int8 with int32 accumulation (`int8_dot`): the weights on
+a per-channel int8 grid, the activations quantized per row on the fly; an approximation whose WER
+cost `benchmarks/runtime.py` reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jex_core
+
+from gq_jax.artifact import QuantizedArray, is_quantized
+from gq_jax.baselines import uniform_levels
+from gq_jax.packed import load_packed, pack_bits
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PackedArray:
+    """A quantized weight resident as bit-packed indices: W = codebook[unpack(words)] · scale."""
+
+    words: jax.Array
+    codebook: jax.Array
+    scale: jax.Array
+    bits: int = dataclasses.field(metadata=dict(static=True))
+    shape: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
+    dtype: str = dataclasses.field(metadata=dict(static=True))
+
+    def indices(self) -> jax.Array:
+        """[N] int32 indices from the packed words (traceable)."""
+        return unpack_indices(self.words, self.bits, math.prod(self.shape))
+
+    def expand(self) -> jax.Array:
+        return (self.codebook[self.indices()].reshape(self.shape) * self.scale).astype(self.dtype)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Int8Array:
+    """A weight on the symmetric uniform grid, resident as int8: W = (values / levels) · scale.
+
+    `levels` (L, a float32 scalar) is an array, not a constant of the computation, so XLA divides
+    by it exactly as `uniform_levels` does instead of multiplying by a rounded 1 / L.
+    """
+
+    values: jax.Array
+    scale: jax.Array
+    levels: jax.Array
+    dtype: str = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def expand(self) -> jax.Array:
+        return (self.values.astype(jnp.float32) / self.levels * self.scale).astype(self.dtype)
+
+
+def is_resident(x: Any) -> bool:
+    return isinstance(x, (PackedArray, Int8Array))
+
+
+def unpack_indices(words: jax.Array, bits: int, count: int) -> jax.Array:
+    """Inverse of `gq_jax.pack_bits` inside jit: [ceil(count · bits / 8)] uint8 -> [count] int32.
+
+    Index 8g + j of group g starts at bit j · bits of the group's `bits` bytes; it spans that byte
+    and, when it crosses a byte boundary, the next one.
+    """
+    if bits == 8:
+        return words.astype(jnp.int32)
+    groups = -(-count // 8)
+    grouped = jnp.pad(words, (0, groups * bits - words.shape[0])).reshape(groups, bits).astype(jnp.int32)
+    mask = (1 << bits) - 1
+    columns = []
+    for j in range(8):
+        byte, shift = divmod(j * bits, 8)
+        value = grouped[:, byte] >> shift
+        if shift + bits > 8:
+            value = value | (grouped[:, byte + 1] << (8 - shift))
+        columns.append(value & mask)
+    return jnp.stack(columns, axis=1).reshape(-1)[:count]
+
+
+def _is_uniform_grid(q: QuantizedArray) -> bool:
+    return np.array_equal(np.asarray(q.codebook), np.asarray(uniform_levels(q.bits)))
+
+
+def resident_leaf(q: QuantizedArray) -> PackedArray | Int8Array:
+    """The resident form of one hardened leaf: `Int8Array` for the 8-bit uniform grid (1 byte per
+    weight either way, and a cheaper expansion), else `PackedArray` (b bits per weight)."""
+    if q.bits == 8 and _is_uniform_grid(q):
+        half = 2 ** (q.bits - 1) - 1
+        values = (np.asarray(q.indices).astype(np.int16) - half).astype(np.int8)
+        return Int8Array(jnp.asarray(values), jnp.asarray(q.scale, jnp.float32), jnp.float32(half), q.dtype)
+    words = pack_bits(np.asarray(q.indices), q.bits)
+    return PackedArray(jnp.asarray(words), jnp.asarray(q.codebook, jnp.float32),
+                       jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape), q.dtype)
+
+
+def resident(hardened: Any) -> Any:
+    """A hardened tree with every `QuantizedArray` in its resident form (other leaves as arrays)."""
+    return jax.tree_util.tree_map(lambda x: resident_leaf(x) if is_quantized(x) else jnp.asarray(x),
+                                  hardened, is_leaf=is_quantized)
+
+
+def load_resident(path: str | os.PathLike) -> Any:
+    """The packed file at `path` as a resident tree (`resident(load_packed(path))`).
+
+    Raises the ValueError of `gq_jax.load_packed` (naming the file, and the leaf when known) for any
+    damaged or foreign file; the file is validated in full before anything becomes resident.
+    """
+    return resident(load_packed(path))
+
+
+def expand(tree: Any) -> Any:
+    """Float params from a resident tree (call it inside the jitted function that uses them)."""
+    return jax.tree_util.tree_map(lambda x: x.expand() if is_resident(x) else x, tree, is_leaf=is_resident)
+
+
+def resident_bytes(tree: Any) -> int:
+    """Bytes of the arrays a resident tree holds: what stays in memory between calls."""
+    return sum(int(x.nbytes) for x in jax.tree_util.tree_leaves(tree))
+
+
+def to_int8(x: PackedArray | Int8Array) -> Int8Array:
+    """`x` on the int8 grid of its channels (traceable): an `Int8Array` stays as it is; a
+    `PackedArray`'s codebook is snapped to k / 127 (each weight then moves by at most half a step,
+    scale / 254, from its codebook value) and gathered as int8."""
+    if isinstance(x, Int8Array):
+        return x
+    grid = jnp.clip(jnp.round(x.codebook * 127.0), -127, 127).astype(jnp.int8)
+    return Int8Array(grid[x.indices()].reshape(x.shape), x.scale, jnp.float32(127.0), x.dtype)
+
+
+def int8_dot(lhs: jax.Array, weight: Int8Array, dimension_numbers: Any) -> jax.Array | None:
+    """`lhs @ W` for a kernel W [D, N] as int8 × int8 -> int32 (`lax.dot_general` with
+    `preferred_element_type=int32`), or None where the contraction is not `[..., D] x [D, N]`.
+
+    Each row of `lhs` is quantized on the fly to round(lhs / a · 127), a = max |row| (weight-only
+    quantization in training, so this is the one approximation besides the weights' int8 grid);
+    the int32 product is rescaled by a / 127 per row and scale / levels per output channel.
+    """
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    n = weight.values.shape[-1]
+    if (weight.values.ndim != 2 or tuple(rhs_contract) != (0,) or tuple(lhs_contract) != (lhs.ndim - 1,)
+            or lhs_batch or rhs_batch or weight.scale.shape not in ((), (n,))):
+        return None
+    amax = jnp.max(jnp.abs(lhs), axis=-1, keepdims=True)
+    row_scale = jnp.where(amax > 0, amax, 1.0) / 127.0
+    lhs8 = jnp.clip(jnp.round(lhs / row_scale), -127, 127).astype(jnp.int8)
+    acc = jax.lax.dot_general(lhs8, weight.values, dimension_numbers, preferred_element_type=jnp.int32)
+    return acc.astype(jnp.float32) * row_scale * (weight.scale / weight.levels)
+
+
+def _bind(eqn: Any, invals: list) -> list:
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _after(leaf: PackedArray | Int8Array, anchor: jax.Array) -> PackedArray | Int8Array:
+    """`leaf` with a data dependency on `anchor`: its scale plus min(|anchor₀|, 0), which is 0 (NaN
+    only for a NaN anchor₀) and which XLA cannot fold, so the expansion cannot run before `anchor`
+    exists. (`lax.optimization_barrier` does not order anything on XLA's CPU backend.)"""
+    zero = jnp.minimum(jnp.abs(anchor.ravel()[0]), 0).astype(leaf.scale.dtype)
+    return dataclasses.replace(leaf, scale=leaf.scale + zero)
+
+
+def _is_loop(eqn: Any) -> bool:
+    """A loop of more than one iteration: a value computed after it need not be live during it."""
+    return eqn.primitive.name == "while" or (eqn.primitive.name == "scan" and eqn.params["length"] > 1)
+
+
+class _Interpreter:
+    """Evaluates a jaxpr whose weight inputs are resident leaves (see `ResidentModel`).
+
+    A resident leaf is expanded where an equation consumes it: inline through nested jits, before
+    a scan for the scan's constants, and, with `int8`, never for a 2-D matmul kernel (`int8_dot`).
+    An expansion whose consumer depends on an earlier loop of this call is made to depend on that
+    loop's result (`_after`), so XLA cannot schedule it earlier: a layer's float weights are live
+    from its input to its last use, not for the whole call.
+    """
+
+    def __init__(self, int8: bool):
+        self.int8 = int8
+
+    def run(self, jaxpr: Any, consts: list, args: list, after_loop: list[bool]) -> tuple[list, list[bool]]:
+        env, late = {}, {}
+
+        def read(v):
+            return (v.val, False) if isinstance(v, jex_core.Literal) else (env[v], late[v])
+
+        for v, x, flag in zip(list(jaxpr.constvars) + list(jaxpr.invars), list(consts) + list(args),
+                              [False] * len(consts) + list(after_loop)):
+            env[v], late[v] = x, flag
+        for eqn in jaxpr.eqns:
+            invals, flags = map(list, zip(*map(read, eqn.invars))) if eqn.invars else ([], [])
+            outs = self.equation(eqn, invals, flags)
+            flag = _is_loop(eqn) or any(flags)
+            for v, x in zip(eqn.outvars, outs):
+                env[v], late[v] = x, flag
+        results = [read(v) for v in jaxpr.outvars]
+        return [x for x, _ in results], [f for _, f in results]
+
+    def equation(self, eqn: Any, invals: list, flags: list[bool]) -> list:
+        if not any(map(is_resident, invals)):
+            return _bind(eqn, invals)
+        name = eqn.primitive.name
+        if name in ("jit", "pjit", "closed_call", "core_call"):
+            closed = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            return self.run(closed.jaxpr, closed.consts, invals, flags)[0]
+        anchors = [x for x, flag in zip(invals, flags) if flag and not is_resident(x)]
+        tie = lambda leaf: _after(leaf, anchors[0]) if anchors else leaf
+        if self.int8 and name == "dot_general" and is_resident(invals[1]) and not is_resident(invals[0]):
+            out = int8_dot(invals[0], to_int8(tie(invals[1])), eqn.params["dimension_numbers"])
+            if out is not None:
+                return [out.astype(eqn.outvars[0].aval.dtype)]
+        if self.int8 and name == "scan":
+            return self.scan(eqn, [to_int8(tie(x)) if is_resident(x) else x for x in invals])
+        return _bind(eqn, [tie(x).expand() if is_resident(x) else x for x in invals])
+
+    def scan(self, eqn: Any, invals: list) -> list:
+        """The scan again, its body interpreted (so int8 constants reach the body's matmuls)."""
+        params, body = eqn.params, eqn.params["jaxpr"]
+        num_consts, num_carry = params["num_consts"], params["num_carry"]
+        consts, init, xs = invals[:num_consts], invals[num_consts:num_consts + num_carry], invals[num_consts + num_carry:]
+
+        def step(carry, x):
+            outs, _ = self.run(body.jaxpr, body.consts, consts + list(carry) + list(x),
+                               [False] * len(invals))
+            return outs[:num_carry], outs[num_carry:]
+
+        carry, ys = jax.lax.scan(step, init, xs, length=params["length"], reverse=params["reverse"],
+                                 unroll=params["unroll"])
+        return list(carry) + list(ys)
+
+
+def resident_apply(apply: Any, variables: Any, *args, int8: bool = False) -> Any:
+    """`apply(float variables, *args)` evaluated with the resident `variables` (see `_Interpreter`).
+
+    `apply` is traced once with abstract float weights of the resident leaves' shapes; its jaxpr is
+    then evaluated with the resident leaves themselves, so only the expansions it needs run, each
+    just before its use.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(variables, is_leaf=is_resident)
+    abstract = [jax.ShapeDtypeStruct(x.shape, x.dtype) if is_resident(x) else x for x in leaves]
+    closed, out_shape = jax.make_jaxpr(
+        lambda flat, rest: apply(jax.tree_util.tree_unflatten(treedef, flat), *rest),
+        return_shape=True)(abstract, args)
+    flat_args = jax.tree_util.tree_leaves(args)
+    outs, _ = _Interpreter(int8).run(closed.jaxpr, closed.consts, leaves + flat_args,
+                                     [False] * (len(leaves) + len(flat_args)))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidentModel:
+    """A model (anything with `apply(variables, *args, method=...)`, e.g. a Flax module) whose
+    `apply` takes resident variables (`resident`, `load_resident`) and expands each weight inside the
+    (jitted) call, where it is used (`resident_apply`).
+
+    Every other attribute is the wrapped model's, so decoders that read `model.blank_id` or pass
+    `method=model.encode` work unchanged. Hashable, so it serves as a static jit argument.
+    `int8_matmuls`: run 2-D weight matmuls as int8 × int8 -> int32 (`int8_dot`) instead.
+    """
+
+    model: Any
+    int8_matmuls: bool = False
+
+    def apply(self, variables: Any, *args, **kwargs) -> Any:
+        return resident_apply(lambda v, *a: self.model.apply(v, *a, **kwargs), variables, *args,
+                              int8=self.int8_matmuls)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def resident_model(model: Any, int8_matmuls: bool = False) -> ResidentModel:
+    """`model` taking resident variables (see `ResidentModel`)."""
+    return ResidentModel(model, int8_matmuls)
