@@ -12,7 +12,7 @@ leaves in float32, or for a float run every weight as float16) as a published fo
 scores with no workdir.
 
 Writes `workdir/eval.json` = {split: {model: {wer, cer, substitutions, deletions, insertions,
-num_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table (`--model`: prints
+num_words, utterance_errors, utterance_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table (`--model`: prints
 only). Models: "float" (the latent weights as trained) and, for a
 quantized run, "quantized" (the hard-quantized weights the packed file holds); `--ptq METHOD:BITS`
 adds post-training quantization of the float weights with the run's rule patterns at BITS bits.
@@ -36,6 +36,7 @@ from absl import logging as absl_logging
 
 import gq_jax
 from corpora import librispeech
+from experiments import statistics
 from training import evaluate, input_pipeline, metrics, published, runs
 from training import config as config_lib
 
@@ -132,7 +133,8 @@ def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_
         for name, params in models.items():
             refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
                                              run.config.features, run.config.eval_batch_size, beam, ctc)
-            results[split][name] = evaluate.scores(refs, hyps)
+            # Per-utterance errors and words too, for the paired bootstrap (experiments/statistics.py).
+            results[split][name] = {**evaluate.scores(refs, hyps), **statistics.utterance_record(refs, hyps)}
     return results
 
 

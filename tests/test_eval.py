@@ -8,6 +8,7 @@ import pytest
 import eval as eval_cmd
 import gq_jax
 from corpora import synth
+from experiments import statistics
 from training import evaluate, input_pipeline, runs
 
 
@@ -25,7 +26,10 @@ def test_decoding_the_packed_artifact_gives_the_in_memory_hard_quantized_transcr
     assert output["export"]["file_bytes"] == export.stat().st_size
     saved = json.loads((gq_run / "eval.json").read_text())
     assert set(saved) == {"dev"} and set(saved["dev"]) == {"float", "quantized"}
-    assert evaluate.scores(*in_memory) == pytest.approx(saved["dev"]["quantized"])
+    per_utterance = statistics.utterance_record(*in_memory)
+    row = saved["dev"]["quantized"]
+    assert evaluate.scores(*in_memory) == pytest.approx({k: v for k, v in row.items() if k not in per_utterance})
+    assert {k: row[k] for k in per_utterance} == per_utterance
     assert "float32" in (tmp_path / "model.gqpk.size.txt").read_text()
 
 
@@ -91,6 +95,11 @@ def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_w
     assert card["file_bytes"] == (folder / "model.gqpk").stat().st_size
     scored = eval_cmd.evaluate_published(str(folder), str(tiny_corpus), ["test"])
     assert scored["results"]["test"]["published"] == output["results"]["test"]["quantized"]
+    # eval.json carries the per-utterance counts the paired bootstrap resamples.
+    row = output["results"]["test"]["quantized"]
+    assert len(row["utterance_errors"]) == len(row["utterance_words"]) == 8
+    assert sum(row["utterance_errors"]) == row["substitutions"] + row["deletions"] + row["insertions"]
+    assert sum(row["utterance_words"]) == row["num_words"]
 
 
 def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tiny_corpus, tmp_path):
