@@ -1,0 +1,264 @@
+"""The packed runtime against float32 and uniform 8-bit: resident weight bytes, peak RSS, load time, RTF.
+
+    python benchmarks/runtime.py [--config configs/rnnt_synth_large.py] [--corpus data/synth-en-large]
+                                 [--utterances 4] [--repeats 3]
+
+One model (the config's, random weights from its seed) is written as five packed files: float32,
+uniform 8-bit (post-training round-to-nearest, resident as int8 values) and GQ at 5, 4 and 2 bits
+(GQ's initial centroids, hard-assigned: no training), every kernel quantized per output channel
+with the config's rules. Each file is first loaded (`gq_jax.runtime.load_resident`) and greedily
+decoded (batched and batch 1, compiling both) in a fresh subprocess of its own: its resident
+weight bytes (the device buffers held between calls), load seconds, RSS growth over the load, and
+peak RSS (VmHWM of that process, compilation included). Then one process loads every variant and
+times greedy decoding of the utterances one at a time (batch 1) and all together (batched),
+variants interleaved round by round so that the load of a shared machine falls on all alike: RTF =
+decoding seconds / audio seconds, best of `--repeats` rounds after a warm-up, the share of the
+batch-1 time spent in the encoder, and XLA's temporaries of the compiled batched decoder (where
+the expanded float weights live). Then each against the 8-bit model. With
+`--int8_matmuls` the 8-bit and 5-bit models are also decoded with int8 × int8 -> int32 matmuls, and
+their token error rate against the exact decode of the same model is printed (random weights: the
+int8 path's deviation, not a WER on speech).
+
+Audio: the first `--utterances` of the corpus' test split, padded to the longest; `--corpus ''`
+uses random features of `--seconds` each instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = [("float32", "identity", 32), ("uniform8", "ptq_round", 8), ("gq5", "gq", 5),
+            ("gq4", "gq", 4), ("gq2", "gq", 2)]
+
+
+def load_config(path: str):
+    spec = importlib.util.spec_from_file_location("bench_config", ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def model_and_params(config):
+    from training import config as config_lib, state as state_lib
+
+    model = config_lib.model_from_config(config.model, config.data.vocab_size)
+    return model, state_lib.random_params(model, config)
+
+
+def write_variants(config, folder: pathlib.Path) -> dict[str, dict]:
+    """Packed file and size report of every variant, in `folder`."""
+    import gq_jax
+    import ml_collections
+    from training import config as config_lib
+
+    model, params = model_and_params(config)
+    out = {}
+    for name, method, bits in VARIANTS:
+        if method == "identity":
+            hardened, sizes = params, gq_jax.size_report(params)
+        else:
+            quant = ml_collections.ConfigDict(config.quant.to_dict())
+            quant.method = method
+            quant.rules = tuple((pattern, bits, *rest) for pattern, _, *rest in config.quant.rules)
+            quantizer = config_lib.method_for(quant, model, config.features.num_mel_bins).quantizer
+            exported = gq_jax.export(quantizer, params, quantizer.init(params))
+            hardened, sizes = exported.hardened, exported.sizes
+        path = folder / f"{name}.gqpk"
+        out[name] = {"path": str(path), "file_bytes": gq_jax.save_packed(path, hardened),
+                     "size_report_bytes": sizes.total_bytes, "average_bits": sizes.average_bits}
+    return out
+
+
+def utterances(config, corpus: str, count: int, seconds: float):
+    """(features [B, T, F], lengths [B], audio seconds [B]) of `count` utterances."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    if not corpus:
+        import jax
+
+        frames = int(seconds * 100)
+        feats = jax.random.normal(jax.random.key(0), (count, frames, config.features.num_mel_bins))
+        return feats, jnp.full((count,), frames), np.full(count, seconds)
+    import soundfile
+
+    from corpora import batching
+    from training import input_pipeline
+
+    rows = [json.loads(line) for line in (ROOT / corpus / "test.jsonl").read_text().splitlines()[:count]]
+    audio = []
+    for row in rows:
+        samples, rate = soundfile.read(ROOT / corpus / row["path"], dtype="float32")
+        audio.append(batching.conform_sample_rate(samples, rate, row["id"]))
+    width = max(map(len, audio))
+    batch = {"audio": np.stack([np.pad(a, (0, width - len(a))) for a in audio]),
+             "audio_lengths": np.array([len(a) for a in audio])}
+    feats, lengths = input_pipeline.features(batch, config.features)
+    return feats, lengths, np.array([len(a) for a in audio]) / 16000.0
+
+
+def status_bytes(field: str) -> int:
+    """A /proc/self/status memory field (VmRSS: now; VmHWM: peak of this process image) in bytes."""
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def decoder(config, path: str, int8_matmuls: bool = False):
+    """(load seconds, resident tree, search(features, lengths), encode(features, lengths))."""
+    import jax
+
+    from gq_jax import runtime
+    from models import decoding
+    from training import config as config_lib
+
+    start = time.perf_counter()
+    tree = jax.block_until_ready(runtime.load_resident(path))
+    load_s = time.perf_counter() - start
+    served = runtime.resident_model(config_lib.model_from_config(config.model, config.data.vocab_size),
+                                    int8_matmuls=int8_matmuls)
+    variables = {"params": tree}
+    search = lambda f, n: jax.block_until_ready(decoding.greedy_search(served, variables, f, n))
+    encode = lambda f, n: jax.block_until_ready(decoding._encode(served, variables, f, n))
+    return load_s, tree, search, encode
+
+
+def worker(args) -> None:
+    """Load one packed file and decode once in this process alone; print one JSON line (memory,
+    load time, tokens). Timing is done interleaved by `main`, where machine load hits every variant alike."""
+    import jax
+
+    from gq_jax import runtime
+
+    config = load_config(args.config)
+    feats, lengths, _ = jax.block_until_ready(utterances(config, args.corpus, args.utterances, args.seconds))
+    rss_before = status_bytes("VmRSS")
+    load_s, tree, search, _ = decoder(config, args.worker)
+    rss_loaded = status_bytes("VmRSS") - rss_before
+    search(feats, lengths), search(feats[:1], lengths[:1])
+    print(json.dumps({"resident_bytes": runtime.resident_bytes(tree), "load_s": load_s,
+                      "rss_load_bytes": rss_loaded, "peak_rss_bytes": status_bytes("VmHWM")}))
+
+
+def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
+    """Best-of-`repeats` seconds per (variant, int8) for batch 1 (each utterance alone), batched, and
+    batch-1 encoder alone, the variants interleaved round by round; plus XLA's temporaries and tokens."""
+    import jax
+
+    from gq_jax import runtime
+    from models import decoding
+    from training import config as config_lib
+
+    feats, lengths, audio_s = utterances(config, args.corpus, args.utterances, args.seconds)
+    singles = [(feats[i:i + 1], lengths[i:i + 1]) for i in range(len(lengths))]
+    decoders = {key: decoder(config, files[key[0]]["path"], key[1]) for key in names}
+    out = {key: {"batch1": [], "batched": [], "encode": []} for key in names}
+    for _, _, search, encode in decoders.values():
+        search(feats, lengths), search(*singles[0]), encode(*singles[0])  # compile both shapes
+    for _ in range(args.repeats):
+        for key, (_, _, search, encode) in decoders.items():
+            for name, fn in (("batched", lambda: search(feats, lengths)),
+                             ("batch1", lambda: [search(f, n) for f, n in singles]),
+                             ("encode", lambda: [encode(f, n) for f, n in singles])):
+                start = time.perf_counter()
+                fn()
+                out[key][name].append(time.perf_counter() - start)
+    result = {}
+    for key, (_, tree, search, _) in decoders.items():
+        tokens, num_tokens = jax.device_get(search(feats, lengths))
+        served = runtime.resident_model(config_lib.model_from_config(config.model, config.data.vocab_size), key[1])
+        memory = decoding.greedy_search.lower(served, {"params": tree}, feats, lengths, 3).compile().memory_analysis()
+        times = {name: min(values) for name, values in out[key].items()}
+        result[key] = {"rtf_batch1": times["batch1"] / float(audio_s.sum()),
+                       "rtf_batched": times["batched"] / float(audio_s.sum()),
+                       "encoder_share_batch1": times["encode"] / times["batch1"],
+                       "temp_bytes": memory.temp_size_in_bytes,
+                       "tokens": [row[:n].tolist() for row, n in zip(tokens, num_tokens)],
+                       "audio_s": float(audio_s.sum()), "padded_s": float(len(audio_s) * feats.shape[1] / 100),
+                       "devices": str(jax.devices())}
+    return result
+
+
+def token_error_rate(hyps: list[list[int]], refs: list[list[int]]) -> float:
+    """Levenshtein distance over token ids, summed, / reference tokens."""
+    def distance(a, b):
+        row = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            prev, row[0] = row[0], i
+            for j, y in enumerate(b, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+        return row[-1]
+    return sum(distance(h, r) for h, r in zip(hyps, refs)) / max(1, sum(map(len, refs)))
+
+
+def measure(args, path: str) -> dict:
+    """The worker's figures for the packed file at `path`, measured in a fresh subprocess."""
+    command = [sys.executable, __file__, "--worker", path, "--config", args.config, "--corpus", args.corpus,
+               "--utterances", str(args.utterances), "--seconds", str(args.seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        sys.exit(f"worker for {path} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/rnnt_synth_large.py")
+    parser.add_argument("--corpus", default="data/synth-en-large")
+    parser.add_argument("--utterances", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per utterance, with --corpus ''")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--int8_matmuls", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    config = load_config(args.config)
+    names = [(name, False) for name, _, _ in VARIANTS] + ([("uniform8", True), ("gq5", True)] if args.int8_matmuls else [])
+    with tempfile.TemporaryDirectory() as folder:
+        files = write_variants(config, pathlib.Path(folder))
+        alone = {name: measure(args, files[name]["path"]) for name, _, _ in VARIANTS}
+        timed = timings(config, files, args, names)
+    results = {name: {**files[name], **alone[name], **timed[(name, False)]} for name, _, _ in VARIANTS}
+    int8 = {name: timed[(name, True)] for name, int8_matmuls in names if int8_matmuls}
+    first = results["float32"]
+    print(f"model: {args.config} ({config.model.name}), random weights (seed {config.seed}); "
+          f"{args.utterances} utterances, {first['audio_s']:.2f} s of audio "
+          f"({first['padded_s']:.2f} s padded to the longest); greedy, decoding only; {first['devices']}")
+    header = (f"{'variant':<9} {'bits':>5} {'resident B':>11} {'file B':>10} {'XLA temp B':>11} "
+              f"{'peak RSS MB':>11} {'load RSS MB':>11} {'load s':>7} {'RTF b1':>7} {'RTF bN':>7} {'enc %':>6}")
+    print(header)
+    for name, _, bits in VARIANTS:
+        r = results[name]
+        shown_bits = f"{r['average_bits']:.0f}" if r["average_bits"] else "32"
+        print(f"{name:<9} {shown_bits:>5} {r['resident_bytes']:>11} {r['file_bytes']:>10} {r['temp_bytes']:>11} "
+              f"{r['peak_rss_bytes'] / 2**20:>11.1f} {r['rss_load_bytes'] / 2**20:>11.1f} {r['load_s']:>7.3f} "
+              f"{r['rtf_batch1']:>7.4f} {r['rtf_batched']:>7.4f} {100 * r['encoder_share_batch1']:>6.1f}")
+    base = results["uniform8"]
+    print("\nagainst uniform 8-bit (goal at 5 bits: resident <= 0.70x, latency <= 1.00x):")
+    print(f"{'variant':<9} {'resident':>9} {'peak RSS':>9} {'load':>7} {'RTF b1':>7} {'RTF bN':>7}")
+    for name, _, _ in VARIANTS:
+        r = results[name]
+        print(f"{name:<9} {r['resident_bytes'] / base['resident_bytes']:>8.3f}x "
+              f"{r['peak_rss_bytes'] / base['peak_rss_bytes']:>8.3f}x {r['load_s'] / base['load_s']:>6.2f}x "
+              f"{r['rtf_batch1'] / base['rtf_batch1']:>6.2f}x {r['rtf_batched'] / base['rtf_batched']:>6.2f}x")
+    for name, r in int8.items():
+        ter = token_error_rate(r["tokens"], results[name]["tokens"])
+        print(f"int8 x int8 matmuls, {name}: RTF b1 {r['rtf_batch1']:.4f} ({r['rtf_batch1'] / results[name]['rtf_batch1']:.2f}x "
+              f"its exact decode), batched {r['rtf_batched']:.4f} ({r['rtf_batched'] / results[name]['rtf_batched']:.2f}x); "
+              f"token error rate against its exact decode {100 * ter:.2f} %")
+
+
+if __name__ == "__main__":
+    main()
