@@ -1,0 +1,34 @@
+"""The benchmark commands run: shrunk only where said (the runtime benchmark on configs/test_tiny.py's
+model with 1 s of synthetic audio, 1 utterance, 1 repeat, instead of the large recipe on synth-en)."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_gq_gradient_benchmark_reproduces_its_published_figures():
+    """Its figures are deterministic: the rows equal results/benchmarks/gq_gradient.txt's."""
+    rows = lambda text: [line for line in text.splitlines() if re.match(r"(soft|straight|capped)", line)]
+    published = (ROOT / "results" / "benchmarks" / "gq_gradient.txt").read_text()
+    assert rows(run("benchmarks/gq_gradient.py")) == rows(published) and len(rows(published)) == 15
+
+
+@pytest.mark.slow
+def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
+    out = run("benchmarks/runtime.py", "--config", "configs/test_tiny.py", "--corpus", "", "--utterances", "1",
+              "--repeats", "1", "--seconds", "1")
+    ratios = dict(re.findall(r"^(float32|uniform8|gq5|gq4|gq2)\s+([\d.]+)x", out, re.MULTILINE))
+    assert set(ratios) == {"float32", "uniform8", "gq5", "gq4", "gq2"}
+    assert float(ratios["uniform8"]) == 1.0
+    assert float(ratios["gq2"]) < float(ratios["gq4"]) < float(ratios["gq5"]) < 1.0 < float(ratios["float32"])
