@@ -62,3 +62,13 @@ def test_run_clock_is_the_last_record_s_wall_time_and_resumes(tmp_path):
     writer.write(4, {"loss": 0.5, "wall_s": 30.0, "resumes": 1})
     writer.write(5, {"note": "a record without a clock"})
     assert metrics.run_clock(tmp_path) == (30.0, 1)
+
+
+def test_the_progress_command_prints_each_evaluation_with_its_clock(tmp_path):
+    writer = metrics.JsonlWriter(tmp_path)
+    writer.write(50, {"loss": 40.0, "wall_s": 360.0, "resumes": 0})
+    writer.write(100, {"loss": 20.5, "wall_s": 7200.0, "resumes": 1, "dev_wer": 0.5781})
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "progress.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[2].split() == ["100", "2.00", "1", "20.50", "57.81"] and len(out.splitlines()) == 3
