@@ -8,7 +8,8 @@
         card.json       where it came from: source workdir, checkpoint step(s) averaged, wall
                         seconds, steps and resumes of the run, parameter count, packed size report
 
-`publish(run, folder)` writes it; `load(folder)` reads it back as the model, tokenizer, config
+`publish(config, tokenizer, hardened, folder, card)` writes it (`eval.py --publish`); `load(folder)`
+reads it back as the model, tokenizer, config
 and float32 parameters that `eval.py --model folder` scores. What is scored is exactly what is
 stored: a float model published as float16 is scored with float16 weights (cast to float32).
 """
@@ -65,7 +66,7 @@ def publish(config: ml_collections.ConfigDict, tokenizer: Any, hardened: Any, fo
     folder.mkdir(parents=True, exist_ok=True)
     stored = cast_float_leaves(hardened, float_dtype)
     file_bytes = gq_jax.save_packed(folder / MODEL_FILE, stored)
-    sizes = gq_jax.size_report(gq_jax.load_packed(folder / MODEL_FILE))
+    sizes = gq_jax.size_report(stored)
     checkpoints.save_config(config, folder)
     tokenizer.save(folder / input_pipeline.TOKENIZER_FILE)
     parameters = sum(leaf.num_weights for leaf in sizes.leaves)
