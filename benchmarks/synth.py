@@ -10,13 +10,19 @@ folder measures the resume check (it must render nothing).
 
 With `--size NAME` it instead renders N utterances drawn at random from that size's plan (its
 vocabulary, voices, speeds and pitches) and projects the size's hours of training audio and its
-build time from them, without building it: `--size large --count 240` takes about 30 s.
+build time from them, without building it: `--size large --count 240` takes about 30 s. It projects
+the build twice: from the wall time (valid on an idle machine only) and from the CPU seconds the
+renderers used (this process and every engine and sox child), divided over `min(jobs, cores)`
+cores, which a shared machine barely changes (the 2-core idle build can be no faster than that).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import pathlib
+import resource
 import sys
 import tempfile
 import time
@@ -30,6 +36,29 @@ from corpora import synth, text  # noqa: E402
 GOAL_X_REAL_TIME = 50.0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of all its waited-for descendants."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_render(args: tuple) -> float:
+    """`synth.render(*args)` in a worker; returns the CPU seconds it and its engine/sox children used."""
+    start = cpu_seconds()
+    synth.render(*args)
+    return cpu_seconds() - start
+
+
+def render_timed(sample: list, out: pathlib.Path, seed: int, jobs: int) -> tuple[float, float]:
+    """Renders `sample` as `synth.render_all` does (voice batches over `jobs` forkserver workers);
+    returns (wall seconds, CPU seconds summed over the workers and their children)."""
+    work = [(batch, out, seed, None) for batch in synth.batches(sample)]
+    start = time.perf_counter()
+    with multiprocessing.get_context("forkserver").Pool(jobs) as pool:
+        cpu_s = sum(pool.imap_unordered(timed_render, work))
+    return time.perf_counter() - start, cpu_s
+
+
 def project_size(size: str, count: int, seed: int, jobs: int) -> None:
     """Renders `count` random utterances of `size`'s plan; prints its projected train hours and build time."""
     counts, vocab_size = synth.SIZES[size].counts, synth.SIZES[size].vocab_size
@@ -38,9 +67,7 @@ def project_size(size: str, count: int, seed: int, jobs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as out:
         for split in counts:
             (pathlib.Path(out) / split).mkdir()
-        start = time.perf_counter()
-        synth.render_all(sample, pathlib.Path(out), seed, None, jobs, progress=False)
-        wall_s = time.perf_counter() - start
+        wall_s, cpu_s = render_timed(sample, pathlib.Path(out), seed, jobs)
         duration_s = np.array([sf.info(str(pathlib.Path(out) / u.relative_path)).duration for u in sample])
     train = np.array([u.split == "train" for u in sample])
     train_h = duration_s[train].mean() * counts["train"] / 3600
@@ -49,7 +76,10 @@ def project_size(size: str, count: int, seed: int, jobs: int) -> None:
           f"{wall_s / len(sample) * 1000:.0f} ms/utterance)")
     print(f"projected: {train_h:.1f} h of training audio "
           f"(+- {1.96 * duration_s[train].std() / np.sqrt(train.sum()) * counts['train'] / 3600:.1f} h, 95 %), "
-          f"build {wall_s / len(sample) * len(utterances) / 60:.0f} min")
+          f"build {wall_s / len(sample) * len(utterances) / 60:.0f} min by wall time")
+    cores = min(jobs, os.cpu_count() or 1)
+    print(f"cpu {cpu_s / len(sample) * 1000:.0f} ms/utterance ({duration_s.sum() / cpu_s:.1f}x real time per core): "
+          f"build {cpu_s / len(sample) * len(utterances) / cores / 60:.0f} min on {cores} idle cores")
 
 
 def main() -> None:

@@ -32,3 +32,13 @@ def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     assert set(ratios) == {"float32", "uniform8", "gq5", "gq4", "gq2"}
     assert float(ratios["uniform8"]) == 1.0
     assert float(ratios["gq2"]) < float(ratios["gq4"]) < float(ratios["gq5"]) < 1.0 < float(ratios["float32"])
+
+
+def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():
+    """Shrunk to 4 utterances of `tiny` on one worker (the README's projection samples 240 of `large`)."""
+    out = run("benchmarks/synth.py", "--size", "tiny", "--count", "4", "--jobs", "1")
+    assert "size tiny: 64 utterances (40 train), sample 4, jobs 1" in out
+    cpu_ms = float(re.search(r"^cpu (\d+) ms/utterance", out, re.MULTILINE).group(1))
+    # Every utterance starts an engine and sox: tens of ms of CPU in the worker's children at least.
+    assert cpu_ms >= 10, out
+    assert re.search(r"build \d+ min on 1 idle cores", out), out
