@@ -61,8 +61,8 @@ def render_timed(sample: list, out: pathlib.Path, seed: int, jobs: int) -> tuple
 
 def project_size(size: str, count: int, seed: int, jobs: int) -> None:
     """Renders `count` random utterances of `size`'s plan; prints its projected train hours and build time."""
-    counts, vocab_size = synth.SIZES[size].counts, synth.SIZES[size].vocab_size
-    utterances = synth.plan(counts, seed, vocab_size)
+    counts = synth.SIZES[size].counts
+    utterances = synth.size_plan(size, seed)
     sample = [utterances[i] for i in np.random.default_rng(seed).permutation(len(utterances))[:count]]
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as out:
         for split in counts:

@@ -43,10 +43,14 @@ SPLITS = ("train", "dev", "test", "test_other")
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-    """A corpus size: utterances per split, drawn from `text.sentence_pool(vocab_size)`."""
+    """A corpus size: utterances per split, drawn from `text.sentence_pool(vocab_size)`; with a
+    `parent` size, the first `counts[split]` utterances of each split of the parent's plan instead
+    (the same sentences, voices and files, so a model trained on the parent never read its
+    dev or test sentences)."""
 
     counts: Mapping[str, int]
     vocab_size: int = text.VOCAB_SIZE
+    parent: str | None = None
 
 
 # `large`: the 30,000-word pool holds 61,820 sentences, enough for every split to be distinct; at
@@ -58,6 +62,8 @@ SIZES: Mapping[str, Size] = {
     "small": Size({"train": 1500, "dev": 200, "test": 200, "test_other": 200}),
     "full": Size({"train": 5000, "dev": 300, "test": 300, "test_other": 300}),
     "large": Size({"train": 52_000, "dev": 1_200, "test": 2_500, "test_other": 2_500}, LARGE_VOCAB_SIZE),
+    # `make demo`'s corpus: 2.2 h of `large` that its published model is fine-tuned and scored on.
+    "large_demo": Size({"train": 2_000, "dev": 200, "test": 500}, LARGE_VOCAB_SIZE, parent="large"),
 }
 _SEEN_ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
 _HELD_OUT_ESPEAK_ACCENTS = ("en-gb-scotland", "en-029")
@@ -132,6 +138,27 @@ def plan(counts: Mapping[str, int], seed: int, vocab_size: int = text.VOCAB_SIZE
         for index, split in enumerate(counts)
         for u in plan_split(split, sentences[split], np.random.default_rng([seed, index]))
     ]
+
+
+def size_plan(size: str, seed: int) -> list[Utterance]:
+    """The plan of the named size: `plan` of its counts, or for a size with a `parent` the first
+    `counts[split]` utterances of each of its splits in the parent's plan."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
+    spec = SIZES[size]
+    if spec.parent is None:
+        return plan(spec.counts, seed, spec.vocab_size)
+    parent = SIZES[spec.parent]
+    if spec.vocab_size != parent.vocab_size or any(spec.counts[s] > parent.counts.get(s, 0) for s in spec.counts):
+        raise ValueError(f"size {size!r} is not a subset of its parent {spec.parent!r}: {dict(spec.counts)} "
+                         f"of {dict(parent.counts)}, vocabulary {spec.vocab_size} vs {parent.vocab_size}")
+    taken = collections.Counter()
+    subset = []
+    for u in size_plan(spec.parent, seed):
+        if taken[u.split] < spec.counts.get(u.split, 0):
+            taken[u.split] += 1
+            subset.append(u)
+    return subset
 
 
 def utterance_rng(seed: int, utterance_id: str) -> np.random.Generator:
@@ -309,7 +336,7 @@ def build(
 ) -> BuildReport:
     """Builds (or completes) a synth-en corpus in `out_dir`.
 
-    `size` is a name in SIZES (its counts and vocabulary) or split counts (3,000-word vocabulary).
+    `size` is a name in SIZES (see `size_plan`) or split counts (3,000-word vocabulary).
     """
     if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
@@ -324,7 +351,7 @@ def build(
         "far_field": dataclasses.asdict(far_field) if far_field else None,
     }
     check_plan_file(out_dir, options)
-    utterances = plan(counts, seed, vocab_size)
+    utterances = size_plan(size, seed) if isinstance(size, str) else plan(counts, seed, vocab_size)
     for split in counts:
         (out_dir / split).mkdir(exist_ok=True)
     todo = [u for u in utterances if not (out_dir / u.relative_path).exists()]

@@ -54,7 +54,7 @@ def test_readme_oov_rates_count_real_words_outside_the_training_words_and_the_vo
 
 @functools.lru_cache(maxsize=4)
 def _plan(size: str, seed: int) -> tuple[synth.Utterance, ...]:
-    return tuple(synth.plan(synth.SIZES[size].counts, seed, synth.SIZES[size].vocab_size))
+    return tuple(synth.size_plan(size, seed))
 
 
 def _plan_digest(utterances) -> str:
@@ -78,6 +78,20 @@ def test_splits_share_no_sentences(size):
     for u in utterances:
         by_split[u.split].add(u.text)
     assert sum(len(s) for s in by_split.values()) == len(utterances)
+
+
+def test_large_demo_is_the_head_of_each_split_of_large_so_large_never_trained_on_its_test():
+    large, demo = _plan("large", 0), _plan("large_demo", 0)
+    for split, count in synth.SIZES["large_demo"].counts.items():
+        assert [u for u in demo if u.split == split] == [u for u in large if u.split == split][:count]
+    large_train = {u.text for u in large if u.split == "train"}
+    assert not large_train & {u.text for u in demo if u.split != "train"}
+
+
+def test_a_size_larger_than_its_parent_is_refused_naming_both(monkeypatch):
+    monkeypatch.setitem(synth.SIZES, "too_big", synth.Size({"test": 9}, parent="tiny"))
+    with pytest.raises(ValueError, match="'too_big' is not a subset of its parent 'tiny'"):
+        synth.size_plan("too_big", 0)
 
 
 def test_plan_is_deterministic_for_a_seed_and_differs_across_seeds():
