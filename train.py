@@ -60,7 +60,7 @@ import gq_jax
 from gq_jax.config import leaves_with_paths
 from corpora import batching
 from corpora.batching import Batch, split_for_devices
-from training import checkpoints, evaluate, input_pipeline, metrics, pictures
+from training import checkpoints, evaluate, input_pipeline, metrics, pictures, published
 from training import config as config_lib
 from training import state as state_lib
 from training.state import TrainState
@@ -153,11 +153,14 @@ def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_ja
 
 
 def initial_params(model, config: ml_collections.ConfigDict) -> Any:
-    """Random parameters, or those of the latest checkpoint of `config.quant.init_from`."""
+    """Random parameters, or those `config.quant.init_from` names: the weights of a published model
+    folder (dequantized, float32) or the latest checkpoint of a run's workdir."""
     shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
-    if not config.quant.init_from:
+    init_from = config.quant.init_from
+    if not init_from:
         return state_lib.random_params(model, config)
-    params = checkpoints.restore_params(config.quant.init_from)
+    params = (published.load(init_from).params if published.is_published(init_from)
+              else checkpoints.restore_params(init_from))
     expected = jax.tree_util.tree_map(lambda s: tuple(s.shape), shapes)
     found = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
     if expected != found:
@@ -172,11 +175,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     config_lib.check_fields(config)
     workdir_path = pathlib.Path(workdir)
     checkpoints.check_compatible(config, workdir_path)
-    if config.quant.init_from:
+    if config.quant.init_from and not published.is_published(config.quant.init_from):
         init_dir = pathlib.Path(config.quant.init_from) / "checkpoints"
         if not init_dir.exists():
             raise FileNotFoundError(f"config.quant.init_from={config.quant.init_from!r}: no checkpoints "
-                                    f"in {init_dir}; train the float model there first")
+                                    f"in {init_dir} and no published model; train the float model there first")
     if not config.data.max_batch_seconds and config.batch_size % jax.device_count():
         raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices of all processes")
@@ -187,7 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     dev_source = input_pipeline.source(config.data, config.data.dev_split,
                                        config.data.max_dev_examples)
     workdir_path.mkdir(parents=True, exist_ok=True)
-    tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_source)
+    tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_source,
+                                              config.quant.init_from or None)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
     method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
     quantizer = method.quantizer

@@ -25,7 +25,8 @@ Sections:
             backward α cap), window and centroid
             init, the softmax sharpness schedule `alpha`, `snap_every` (latent weights := hard
             values every F steps; 0: never), the centroids' own optimizer and learning rate, and
-            `init_from` (the workdir of a float run whose latest parameters start this one; ""
+            `init_from` (the workdir of a float run whose latest parameters start this one, or a
+            published model folder, `eval.py --publish`; the run also takes its tokenizer; ""
             starts from random weights).
 """
 

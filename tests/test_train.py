@@ -177,6 +177,31 @@ def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_fine_tune_starts_from_a_published_model_and_keeps_its_tokenizer(tiny_corpus, float_run, tmp_path):
+    import eval as eval_cmd
+    import train
+    from training import config as config_lib
+    from training import published
+
+    folder = tmp_path / "published"
+    eval_cmd.evaluate_run(str(float_run), splits=["test"], max_examples=1, publish=str(folder))
+    stored = published.load(folder)
+    config = tiny_config(tiny_corpus, **{"quant.method": "gq", "quant.init_from": str(folder),
+                                         "num_train_steps": 2, "eval_every_steps": 2,
+                                         "checkpoint_every_steps": 2})
+    model = config_lib.model_from_config(config.model, stored.tokenizer.vocab_size)
+    start = train.initial_params(model, config)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(start),
+                                                    jax.tree_util.tree_leaves(stored.params)))
+    train.train_and_evaluate(config, str(tmp_path / "gq"))
+    assert (tmp_path / "gq" / "tokenizer.json").read_text() == (folder / "tokenizer.json").read_text()
+    assert checkpoints.manager(tmp_path / "gq", create=False).latest_step() == 2
+    config.data.tokenizer = "sentencepiece"
+    with pytest.raises(ValueError, match="config.data.tokenizer='sentencepiece', but .* char tokenizer"):
+        train.train_and_evaluate(config, str(tmp_path / "mismatch"))
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(tiny_corpus, tmp_path):
     workdir = tmp_path / "nan"
     result = subprocess.run(

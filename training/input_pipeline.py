@@ -62,14 +62,26 @@ def source(data: ml_collections.ConfigDict, split: str, limit: int = 0) -> sourc
 
 
 def make_tokenizer(data: ml_collections.ConfigDict, workdir: pathlib.Path,
-                   train: sources.Source) -> tokenizers.Tokenizer:
-    """The workdir's tokenizer if saved, else a new one (char, or sentencepiece trained on the
-    training transcripts, read from the metadata: no audio is decoded) saved there, so that
-    resumed runs and eval.py use the same ids."""
+                   train: sources.Source, inherit_from: str | pathlib.Path | None = None
+                   ) -> tokenizers.Tokenizer:
+    """The workdir's tokenizer if saved, else the one of the run or published model
+    `inherit_from` (a fine-tune must keep its parent's token ids, whatever data it reads), else a
+    new one (char, or sentencepiece trained on the training transcripts, read from the metadata: no
+    audio is decoded); saved in the workdir, so that resumed runs and eval.py use the same ids."""
     path = pathlib.Path(workdir) / TOKENIZER_FILE
     if path.exists():
         return tokenizers.load(path)
-    if data.tokenizer == "char":
+    if inherit_from:
+        inherited = pathlib.Path(inherit_from) / TOKENIZER_FILE
+        if not inherited.exists():
+            raise FileNotFoundError(f"config.quant.init_from={str(inherit_from)!r} has no {TOKENIZER_FILE}: "
+                                    f"its token ids are unknown")
+        tokenizer = tokenizers.load(inherited)
+        kind = "char" if isinstance(tokenizer, tokenizers.CharTokenizer) else "sentencepiece"
+        if kind != data.tokenizer:
+            raise ValueError(f"config.data.tokenizer={data.tokenizer!r}, but config.quant.init_from="
+                             f"{str(inherit_from)!r} was trained with a {kind} tokenizer")
+    elif data.tokenizer == "char":
         tokenizer: tokenizers.Tokenizer = tokenizers.CharTokenizer()
     elif data.tokenizer == "sentencepiece":
         tokenizer = tokenizers.SentencePieceTokenizer.train(train.metadata.texts,

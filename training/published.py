@@ -76,6 +76,11 @@ def publish(config: ml_collections.ConfigDict, tokenizer: Any, hardened: Any, fo
     return sizes
 
 
+def is_published(folder: str | pathlib.Path) -> bool:
+    """Whether `folder` looks like a published model (it holds the model file and the card)."""
+    return all((pathlib.Path(folder) / name).exists() for name in (MODEL_FILE, CARD_FILE))
+
+
 def load(folder: str | pathlib.Path) -> Published:
     """The published model in `folder`.
 
