@@ -4,16 +4,22 @@
                    [--beam N | --decoder ctc] [--data PATH] [--ptq ptq_round:8] [--export model.gqpk]
                    [--publish results/models/NAME]
     python eval.py --model results/models/NAME --data PATH [--splits ...] [--beam N | --decoder ctc]
+                   [--ptq ptq_round:4] [--runtime float32|resident|int8]
 
 `--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
 `--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
 transducer. `--publish DIR` writes the run's model (its hard-quantized weights with the other
 leaves in float32, or for a float run every weight as float16) as a published folder (`training/published.py`) that `--model DIR`
-scores with no workdir.
+scores with no workdir. `--runtime` (with `--model`) chooses how the published weights are held
+while decoding: `float32` dequantizes them at load; `resident` keeps quantized leaves as their
+b-bit indices, codebook and scales and expands each inside the jitted computation just before use
+(`gq_jax.runtime`, the same transcripts); `int8` also runs the weight matmuls as int8 x int8 with
+int32 accumulation (an approximation: its WER is what it costs).
 
 Writes `workdir/eval.json` = {split: {model: {wer, cer, substitutions, deletions, insertions,
 num_words, utterance_errors, utterance_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table (`--model`: prints
-only). Models: "float" (the latent weights as trained) and, for a
+only; its model is "published", and each `--ptq` row quantizes the published weights). Models:
+"float" (the latent weights as trained) and, for a
 quantized run, "quantized" (the hard-quantized weights the packed file holds); `--ptq METHOD:BITS`
 adds post-training quantization of the float weights with the run's rule patterns at BITS bits.
 `--data` scores any set: a synth-en folder or another folder of `<split>.jsonl` manifests, a single
@@ -37,10 +43,12 @@ from absl import logging as absl_logging
 import gq_jax
 from corpora import librispeech
 from experiments import statistics
+from gq_jax import runtime as runtime_lib
 from training import evaluate, input_pipeline, metrics, published, runs
 from training import config as config_lib
 
 FLAGS = flags.FLAGS
+RUNTIMES = ("float32", "resident", "int8")
 
 
 def define_flags() -> None:
@@ -60,6 +68,9 @@ def define_flags() -> None:
     flags.DEFINE_list("ptq", [], "Extra post-training models, METHOD:BITS (e.g. ptq_round:8).")
     flags.DEFINE_string("export", None, "Write the hard-quantized model here (packed) + size report.")
     flags.DEFINE_integer("max_examples", 0, "Score the first N utterances of each split (0: all).")
+    flags.DEFINE_enum("runtime", "float32", RUNTIMES, "With --model: float32 (dequantize at load), "
+                      "resident (packed weights resident, expanded where used) or int8 (resident, "
+                      "int8 x int8 matmuls).")
     flags.register_multi_flags_validator(
         ["workdir", "model"], lambda f: (f["workdir"] is None) != (f["model"] is None),
         message="give exactly one of --workdir (a training run) and --model (a published model)")
@@ -84,7 +95,7 @@ def data_for(path: str, base: ml_collections.ConfigDict) -> tuple[ml_collections
     return data, None
 
 
-def ptq_quantizer(run: runs.Run, spec: str) -> tuple[str, gq_jax.Quantizer]:
+def ptq_quantizer(run: runs.Run | published.Published, spec: str) -> tuple[str, gq_jax.Quantizer]:
     """('METHOD_BITSbit', the post-training quantizer METHOD with the run's rules at BITS bits, their
     granularity and channel axes kept) from 'METHOD:BITS'."""
     method, _, bits = spec.partition(":")
@@ -98,6 +109,16 @@ def ptq_quantizer(run: runs.Run, spec: str) -> tuple[str, gq_jax.Quantizer]:
                                                          run.config.features.num_mel_bins).quantizer
 
 
+def ptq_models(run: runs.Run | published.Published, ptq: list[str]) -> dict[str, tuple[Any, gq_jax.Export]]:
+    """{'METHOD_BITSbit': (its float params, its export)}: each `ptq` spec applied to `run.params`."""
+    models = {}
+    for spec in ptq:
+        name, quantizer = ptq_quantizer(run, spec)
+        post = gq_jax.export(quantizer, run.params, quantizer.init(run.params))
+        models[name] = (post.params, post)
+    return models
+
+
 def models_to_score(run: runs.Run, exported: gq_jax.Export, ptq: list[str]
                     ) -> dict[str, tuple[Any, gq_jax.Export | None]]:
     """{model name: (float params to decode with, its export or None)}: "float" (the latent
@@ -105,11 +126,13 @@ def models_to_score(run: runs.Run, exported: gq_jax.Export, ptq: list[str]
     models: dict[str, tuple[Any, gq_jax.Export | None]] = {"float": (run.params, None)}
     if exported.sizes.quantized_weights:
         models["quantized"] = (exported.params, exported)
-    for spec in ptq:
-        name, quantizer = ptq_quantizer(run, spec)
-        post = gq_jax.export(quantizer, run.params, quantizer.init(run.params))
-        models[name] = (post.params, post)
-    return models
+    return {**models, **ptq_models(run, ptq)}
+
+
+def size_rows(models: dict[str, tuple[Any, gq_jax.Export | None]]) -> dict[str, dict[str, Any]]:
+    """{model name: its export's size report without the per-leaf rows} for the exported models."""
+    return {name: {k: v for k, v in dataclasses.asdict(shipped.sizes).items() if k != "leaves"}
+            for name, (_, shipped) in models.items() if shipped is not None}
 
 
 def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -154,8 +177,7 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     models = models_to_score(run, exported, list(ptq))
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
                     beam, max_examples, ctc)
-    sizes = {name: {k: v for k, v in dataclasses.asdict(shipped.sizes).items() if k != "leaves"}
-             for name, (_, shipped) in models.items() if shipped is not None}
+    sizes = size_rows(models)
     output = {"checkpoint": run.step, "averaged_steps": list(run.averaged_steps), "beam": beam,
               "decoder": "ctc" if ctc else "transducer", "results": results, "sizes": sizes}
     (pathlib.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
@@ -177,16 +199,37 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     return output
 
 
+def serving(model: published.Published, folder: str, runtime: str) -> tuple[published.Published, Any]:
+    """(`model` as `runtime` decodes it, the parameters it decodes with): the dequantized float32
+    params, or for "resident" / "int8" the packed file's resident tree (`gq_jax.runtime`)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime {runtime!r}; expected one of {RUNTIMES}")
+    if runtime == "float32":
+        return model, model.params
+    served = runtime_lib.resident_model(model.model, int8_matmuls=runtime == "int8")
+    return (dataclasses.replace(model, model=served),
+            runtime_lib.load_resident(pathlib.Path(folder) / published.MODEL_FILE))
+
+
 def evaluate_published(folder: str, data: str, splits: list[str] | None = None, beam: int = 1,
-                       max_examples: int = 0, ctc: bool = False) -> dict:
-    """Scores the published model in `folder` on `data` (see `data_for`); returns {"beam",
-    "decoder", "results": {split: {"published": scores}}, "sizes": the stored model's report}."""
+                       max_examples: int = 0, ctc: bool = False, ptq: list[str] = (),
+                       runtime: str = "float32") -> dict:
+    """Scores the published model in `folder` on `data` (see `data_for`), held as `runtime` says
+    (see `serving`), and each `ptq` quantization of its weights; returns {"beam", "decoder",
+    "runtime", "results": {split: {"published" and each ptq name: scores}}, "sizes": the stored
+    model's report, "ptq_sizes": {name: size report}}."""
     model = published.load(folder)
     data_config, data_splits = data_for(data, model.config.data)
     splits = list(data_splits or splits or model.config.data.eval_splits)
-    results = score(model, {"published": model.params}, data_config, splits, beam, max_examples, ctc)
-    return {"beam": beam, "decoder": "ctc" if ctc else "transducer", "results": results,
-            "sizes": str(model.sizes)}
+    served, params = serving(model, folder, runtime)
+    results = score(served, {"published": params}, data_config, splits, beam, max_examples, ctc)
+    post = ptq_models(model, list(ptq))
+    if post:
+        post_results = score(model, {name: p for name, (p, _) in post.items()}, data_config, splits,
+                             beam, max_examples, ctc)
+        results = {split: {**results[split], **post_results[split]} for split in splits}
+    return {"beam": beam, "decoder": "ctc" if ctc else "transducer", "runtime": runtime,
+            "results": results, "sizes": str(model.sizes), "ptq_sizes": size_rows(post)}
 
 
 def main(argv: list[str]) -> None:
@@ -199,8 +242,10 @@ def main(argv: list[str]) -> None:
             if FLAGS.data is None:
                 raise ValueError("--model needs --data: the corpus to score it on")
             output = evaluate_published(FLAGS.model, FLAGS.data, FLAGS.splits, FLAGS.beam,
-                                        FLAGS.max_examples, ctc)
+                                        FLAGS.max_examples, ctc, FLAGS.ptq, FLAGS.runtime)
         else:
+            if FLAGS.runtime != "float32":
+                raise ValueError("--runtime chooses how a published model is held; give it with --model")
             output = evaluate_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.splits, FLAGS.beam, FLAGS.data,
                                   FLAGS.ptq, FLAGS.export, FLAGS.max_examples, FLAGS.average, ctc,
                                   FLAGS.publish)
@@ -208,7 +253,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"eval.py: error: {e}")
     decoder = "ctc" if ctc else f"beam {output['beam']}"
     if FLAGS.model:
-        print(f"{FLAGS.model} ({decoder}):")
+        print(f"{FLAGS.model} ({decoder}, {FLAGS.runtime} runtime):")
     else:
         averaged = output["averaged_steps"]
         print(f"{FLAGS.workdir} at step {output['checkpoint']}"

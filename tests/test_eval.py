@@ -2,6 +2,7 @@
 hard-quantized model, and a workdir without a checkpoint is a clear error."""
 
 import json
+import re
 
 import pytest
 
@@ -95,6 +96,11 @@ def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_w
     assert card["file_bytes"] == (folder / "model.gqpk").stat().st_size
     scored = eval_cmd.evaluate_published(str(folder), str(tiny_corpus), ["test"])
     assert scored["results"]["test"]["published"] == output["results"]["test"]["quantized"]
+    # Decoding with the packed weights resident gives the same transcripts; int8 matmuls score too.
+    resident = eval_cmd.evaluate_published(str(folder), str(tiny_corpus), ["test"], runtime="resident")
+    assert resident["results"]["test"]["published"] == output["results"]["test"]["quantized"]
+    int8 = eval_cmd.evaluate_published(str(folder), str(tiny_corpus), ["test"], runtime="int8")
+    assert int8["results"]["test"]["published"]["num_words"] == output["results"]["test"]["quantized"]["num_words"]
     # eval.json carries the per-utterance counts the paired bootstrap resamples.
     row = output["results"]["test"]["quantized"]
     assert len(row["utterance_errors"]) == len(row["utterance_words"]) == 8
@@ -115,6 +121,15 @@ def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tin
     scored = run("--model", str(folder), "--data", str(tiny_corpus / "test.jsonl"))
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert "published" in scored.stdout and "test" in scored.stdout
+    # Its float16 weights resident, and a PTQ row of them: the resident rows equal the float32 ones.
+    rows = lambda out: re.findall(r"^test\s+(published|ptq_round_4bit)\s+(.*)$", out, re.MULTILINE)
+    resident = run("--model", str(folder), "--data", str(tiny_corpus / "test.jsonl"), "--runtime", "resident",
+                   "--ptq", "ptq_round:4")
+    assert resident.returncode == 0, resident.stderr[-2000:]
+    assert "resident runtime" in resident.stdout and rows(scored.stdout)[0] == rows(resident.stdout)[0]
+    assert [name for name, _ in rows(resident.stdout)] == ["published", "ptq_round_4bit"]
+    misplaced = run("--workdir", str(float_run), "--runtime", "int8")
+    assert misplaced.returncode != 0 and "give it with --model" in misplaced.stderr
     bad = run("--model", str(tmp_path), "--data", str(tiny_corpus))
     assert bad.returncode != 0 and "is not a published model: no model.gqpk" in bad.stderr
     both = run("--model", str(folder), "--workdir", str(float_run))
