@@ -8,8 +8,9 @@ A run is one of three kinds:
             as post-training in training/config.py METHODS.
 
 Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
-the issue asks; days of training on 2 CPU cores) and "cpu" (compact models and budgets that fit
-2-core CPU sessions: configs/*_synth_cpu.py). `python -m experiments.step_time --scale S` measures
+the issue asks; days of training on 2 CPU cores), "cpu" (compact models and budgets that fit
+2-core CPU sessions: configs/*_synth_cpu.py) and "large" (the recognizers of configs/*_synth_large.py
+on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches). `python -m experiments.step_time --scale S` measures
 what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
@@ -60,6 +61,10 @@ SCALES = {scale.name: scale for scale in (
           {"rnnt": 300, "conformer": 200},
           "compact models on the full synth-en corpus with budgets that fit a 2-core CPU session "
           "(configs/rnnt_synth_cpu.py, configs/conformer_synth_cpu.py)"),
+    Scale("large", {"rnnt": "configs.rnnt_synth_large", "conformer": "configs.conformer_synth_large"},
+          {"rnnt": 1500, "conformer": 1500},
+          "the on-device recognizers on synth-en large (configs/rnnt_synth_large.py, "
+          "configs/conformer_synth_large.py), fine-tuned for half an epoch"),
 )}
 
 
