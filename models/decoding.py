@@ -4,7 +4,7 @@ Both decoders walk the encoder frames of each utterance and, at frame t, emit at
 `max_symbols_per_frame` non-blank tokens before moving to frame t + 1 (emitting blank also moves on).
 
 - Greedy: at every step take `argmax_k logits(t, u)`; blank ends the frame. One `lax.scan` over
-  frames for the whole batch.
+  frames for the whole batch, of `greedy_frame` (which `models.streaming` runs chunk by chunk).
 - Modified beam search: keep the `beam_width` best hypotheses (token sequence, log-probability) at
   every step. In each of up to `max_symbols_per_frame` rounds per frame, every hypothesis still
   emitting in this frame offers its blank extension (done with the frame) and its non-blank
@@ -61,6 +61,48 @@ def _predict(model: Transducer, variables, tokens: jax.Array, state: PredictorSt
     return pred_proj[:, 0], state
 
 
+class GreedyState(NamedTuple):
+    """Greedy search after some frames: `tokens [B, capacity]` emitted (-1 after the end),
+    `num_tokens [B]`, and the prediction after the last token (blank at the start): `pred_proj
+    [B, J]` in joint space and the prediction network's `predictor` state."""
+
+    tokens: jax.Array
+    num_tokens: jax.Array
+    pred_proj: jax.Array
+    predictor: PredictorState
+
+
+def greedy_start(model: Transducer, variables, batch_size: int, capacity: int) -> GreedyState:
+    """The search before the first frame: no tokens (room for `capacity`), the prediction of blank."""
+    pred_proj, state = _predict(model, variables, jnp.full((batch_size,), model.blank_id, jnp.int32), None)
+    return GreedyState(jnp.full((batch_size, capacity), -1, jnp.int32), jnp.zeros((batch_size,), jnp.int32),
+                       pred_proj, state)
+
+
+def greedy_frame(model: Transducer, variables, search: GreedyState, enc_t: jax.Array, active: jax.Array,
+                 max_symbols_per_frame: int) -> GreedyState:
+    """One encoder frame `enc_t [B, J]` of greedy search: in each of `max_symbols_per_frame` rounds,
+    the rows still emitting take `argmax_k logits(t, u)`; blank (or `active [B]` False) ends the
+    row's frame, another token is appended (dropped past the capacity) and advances its prediction."""
+    blank = model.blank_id
+    rows = jnp.arange(enc_t.shape[0])
+
+    def symbol_step(carry, _):
+        (tokens, num_tokens, pred_proj, state), emitting = carry
+        logits = model.apply(variables, enc_t, pred_proj, method=model.joint_logits)
+        best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        emit = emitting & (best != blank)
+        tokens = tokens.at[rows, num_tokens].set(
+            jnp.where(emit, best, tokens[rows, num_tokens]), mode="drop")
+        new_pred, new_state = _predict(model, variables, best, state)
+        keep = lambda new, old: jnp.where(emit.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        return (GreedyState(tokens, num_tokens + emit, keep(new_pred, pred_proj),
+                            jax.tree_util.tree_map(keep, new_state, state)), emit), None
+
+    (search, _), _ = jax.lax.scan(symbol_step, (search, active), None, length=max_symbols_per_frame)
+    return search
+
+
 @functools.partial(jax.jit, static_argnames=("model", "max_symbols_per_frame"))
 def greedy_search(
     model: Transducer,
@@ -69,7 +111,7 @@ def greedy_search(
     feature_lengths: jax.Array,
     max_symbols_per_frame: int = 3,
 ) -> tuple[jax.Array, jax.Array]:
-    """Batched greedy decoding.
+    """Batched greedy decoding: `greedy_frame` over every encoder frame.
 
     Args:
       features: `[B, T, F]`; feature_lengths: `[B]`.
@@ -78,35 +120,13 @@ def greedy_search(
     """
     enc_proj, enc_lengths = _encode(model, variables, features, feature_lengths)
     batch, num_frames, _ = enc_proj.shape
-    blank = model.blank_id
-    pred_proj, state = _predict(model, variables, jnp.full((batch,), blank, jnp.int32), None)
-    rows = jnp.arange(batch)
+    start = greedy_start(model, variables, batch, num_frames * max_symbols_per_frame)
 
-    def frame_step(carry, t):
-        tokens, num_tokens, pred_proj, state = carry
-        enc_t = enc_proj[:, t]
+    def frame_step(search, t):
+        return greedy_frame(model, variables, search, enc_proj[:, t], t < enc_lengths, max_symbols_per_frame), None
 
-        def symbol_step(carry, _):
-            tokens, num_tokens, pred_proj, state, emitting = carry
-            logits = model.apply(variables, enc_t, pred_proj, method=model.joint_logits)
-            best = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-            emit = emitting & (best != blank)
-            tokens = tokens.at[rows, num_tokens].set(
-                jnp.where(emit, best, tokens[rows, num_tokens]), mode="drop")
-            new_pred, new_state = _predict(model, variables, best, state)
-            keep = lambda new, old: jnp.where(emit.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-            return (tokens, num_tokens + emit, keep(new_pred, pred_proj),
-                    jax.tree_util.tree_map(keep, new_state, state), emit), None
-
-        carry = (tokens, num_tokens, pred_proj, state, t < enc_lengths)
-        (tokens, num_tokens, pred_proj, state, _), _ = jax.lax.scan(
-            symbol_step, carry, None, length=max_symbols_per_frame)
-        return (tokens, num_tokens, pred_proj, state), None
-
-    init = (jnp.full((batch, num_frames * max_symbols_per_frame), -1, jnp.int32),
-            jnp.zeros((batch,), jnp.int32), pred_proj, state)
-    (tokens, num_tokens, _, _), _ = jax.lax.scan(frame_step, init, jnp.arange(num_frames))
-    return tokens, num_tokens
+    search, _ = jax.lax.scan(frame_step, start, jnp.arange(num_frames))
+    return search.tokens, search.num_tokens
 
 
 def greedy_decode(

@@ -24,7 +24,7 @@ def test_relative_attention_matches_a_per_pair_loop():
     layer = RelativeMultiHeadAttention(heads)
     params = layer.init(jax.random.key(1), x, mask)["params"]
     params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero u, v biases
-    actual = layer.apply({"params": params}, x, mask)
+    actual, _ = layer.apply({"params": params}, x, mask)
     p = jax.tree_util.tree_map(np.asarray, params)
     xs = np.asarray(x[0], np.float64)
     proj = lambda name: np.einsum("td,dhk->thk", xs, p[name]["kernel"]) + p[name]["bias"]
@@ -42,6 +42,19 @@ def test_relative_attention_matches_a_per_pair_loop():
             context[i, h] = (weights / weights.sum()) @ v[:, h]
     expected = np.einsum("thk,hkd->td", context, p["output"]["kernel"]) + p["output"]["bias"]
     np.testing.assert_allclose(actual[0], expected, atol=1e-4)
+
+
+def test_attention_with_remembered_keys_and_values_equals_attention_over_the_whole_sequence():
+    frames, before, heads = 7, 4, 2
+    x = jax.random.normal(jax.random.key(0), (1, frames, 8))
+    layer = RelativeMultiHeadAttention(heads)
+    mask = attention_mask(jnp.array([frames]), frames, chunk_size=before)  # chunks [0, 4) and [4, 7)
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, layer.init(jax.random.key(1), x, mask)["params"])
+    whole, _ = layer.apply({"params": params}, x, mask)
+    _, memory = layer.apply({"params": params}, x[:, :before], mask[:, :before, :before])
+    last, own = layer.apply({"params": params}, x[:, before:], mask[:, before:], memory=memory)
+    np.testing.assert_allclose(last, whole[:, before:], atol=1e-5)
+    assert own.key.shape == (1, frames - before, heads, 4)
 
 
 def test_chunked_attention_mask_allows_own_and_left_chunks_only():
@@ -109,17 +122,17 @@ def test_too_few_frames_for_the_subsampling_are_rejected():
         encoder.init(jax.random.key(0), jnp.zeros((1, 6, 12)), jnp.array([6]))
 
 
-@pytest.mark.parametrize("frames", [1, 2, 5, 16])
-def test_relative_shift_equals_the_gather_by_distance(frames):
+@pytest.mark.parametrize("frames, memory", [(1, 0), (2, 0), (5, 0), (16, 0), (1, 3), (5, 3)])
+def test_relative_shift_equals_the_gather_by_distance(frames, memory):
     from models.conformer import relative_shift
 
-    x = jax.random.normal(jax.random.key(frames), (2, 3, frames, 2 * frames - 1))
-    t = np.arange(frames)
-    gathered = np.asarray(x)[:, :, t[:, None], frames - 1 - (t[:, None] - t[None, :])]
+    x = jax.random.normal(jax.random.key(frames), (2, 3, frames, memory + 2 * frames - 1))
+    t, keys = np.arange(frames), np.arange(memory + frames)  # query i sits at key memory + i
+    column = frames - 1 - t[:, None] + keys[None, :]  # the row of distance memory + i - j
+    gathered = np.asarray(x)[:, :, t[:, None], column]
     np.testing.assert_array_equal(relative_shift(x), gathered)
-    cotangent = jax.random.normal(jax.random.key(0), (2, 3, frames, frames))
+    cotangent = jax.random.normal(jax.random.key(0), (2, 3, frames, memory + frames))
     grad = jax.vjp(relative_shift, x)[1](cotangent)[0]
     expected = np.zeros(x.shape, np.float32)
-    np.add.at(expected, (slice(None), slice(None), t[:, None], frames - 1 - (t[:, None] - t[None, :])),
-              np.asarray(cotangent))
+    np.add.at(expected, (slice(None), slice(None), t[:, None], column), np.asarray(cotangent))
     np.testing.assert_allclose(grad, expected)
