@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 setup: apt $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n auto
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -1,23 +1,26 @@
-"""The main job (`make demo`): float RNN-T on synth-en, GQ 4-bit fine-tuning, evaluation, export.
+"""The main job (`make demo`): a published float RNN-T, quantized after training and with GQ fine-tuning.
 
-    python scripts/demo.py [--out runs/demo] [--data data/synth-en-small]
+    python scripts/demo.py [--model results/models/rnnt_synth_large] [--out runs/demo]
+                           [--data data/synth-en-large-demo] [--size large_demo] [--bits 4,2]
 
-1. builds the `small` synth-en corpus (cached: existing files are kept);
-2. trains `configs/demo.py` in float (`OUT/float`), then fine-tunes it with GQ at 4 bits
-   (`configs/demo_gq.py`, `OUT/gq4`); both resume if interrupted;
-3. scores the test split: the float model, its uniform 8-bit round-to-nearest (PTQ) version, and
-   the GQ 4-bit model; exports the GQ model packed (`OUT/gq4.gqpk`);
-4. prints a table of WER and model size, writes it to `OUT/results.md` and the WER-against-bits
+1. builds synth-en `large_demo` (the first 2,000 train, 200 dev and 500 test utterances of `large`,
+   so the published model, trained on `large`, never read its dev or test sentences; cached);
+2. scores the published float model on the test split, and round-to-nearest post-training
+   quantization (PTQ) of its weights at 8 bits and at each of `--bits`;
+3. fine-tunes it with GQ at each of `--bits` (`configs/demo_gq.py`, `OUT/gq<b>`; resumable) and
+   scores the hard-quantized models, exporting each packed (`OUT/gq<b>.gqpk`);
+4. prints a table of WER, paired 95 % interval of the difference to float over the test
+   utterances, bits and packed size, writes it to `OUT/results.md` and the WER-against-bits
    chart to `OUT/wer_bits.png`.
 
 The same steps as commands:
 
-    python -m corpora.synth --out data/synth-en-small --size small
-    python train.py --config configs/demo.py --workdir runs/demo/float --config.data.path=DATA
-    python train.py --config configs/demo_gq.py --workdir runs/demo/gq4 \
-        --config.data.path=DATA --config.quant.init_from=runs/demo/float
-    python eval.py --workdir runs/demo/float --splits test --ptq ptq_round:8
+    python -m corpora.synth --out data/synth-en-large-demo --size large_demo
+    python eval.py --model results/models/rnnt_synth_large --data data/synth-en-large-demo \
+        --splits test --ptq ptq_round:8,ptq_round:4,ptq_round:2
+    python train.py --config configs/demo_gq.py --workdir runs/demo/gq4
     python eval.py --workdir runs/demo/gq4 --splits test --export runs/demo/gq4.gqpk
+    (and the same for gq2 with --config.quant.rules='((".*(kernel|embedding)", 2, "channel"),)')
 """
 
 from __future__ import annotations
@@ -35,78 +38,92 @@ from absl import logging as absl_logging  # noqa: E402
 
 import eval as eval_cmd  # noqa: E402
 import train  # noqa: E402
-from configs import demo, demo_gq  # noqa: E402
+from configs import demo_gq  # noqa: E402
 from corpora import synth  # noqa: E402
+from experiments import statistics  # noqa: E402
 from training import pictures  # noqa: E402
 
-
-def results_table(float_eval: dict, gq_eval: dict, split: str) -> str:
-    """Markdown table: model, bits per weight, WER, CER, size in bytes and relative to float32."""
-    float32_bytes = gq_eval["sizes"]["quantized"]["float32_bytes"]
-    rows = [("float32", 32.0, float_eval["results"][split]["float"], float32_bytes),
-            ("uniform 8-bit (PTQ round)", float_eval["sizes"]["ptq_round_8bit"]["average_bits"],
-             float_eval["results"][split]["ptq_round_8bit"], float_eval["sizes"]["ptq_round_8bit"]["total_bytes"]),
-            ("GQ 4-bit", gq_eval["sizes"]["quantized"]["average_bits"], gq_eval["results"][split]["quantized"],
-             gq_eval["export"]["file_bytes"])]
-    lines = [f"| model ({split}) | bits/weight | WER % | CER % | size (bytes) | vs float32 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, bits, s, size in rows:
-        lines.append(f"| {name} | {bits:.1f} | {100 * s['wer']:.2f} | {100 * s['cer']:.2f} | {size} | "
-                     f"{size / float32_bytes:.3f} |")
-    return "\n".join(lines)
+Row = tuple[str, float, dict, int]  # (name, bits per weight, scores, packed bytes)
 
 
-def overridden(config, data: pathlib.Path, steps: int | None, batch_size: int | None):
-    """`config` reading `data`, with the step count and batch size replaced when given."""
+def fine_tune_config(model: pathlib.Path, data: pathlib.Path, bits: int, steps: int | None):
+    """`configs/demo_gq.py` for the published `model` at `bits` on `data` (`steps` replaces the budget)."""
+    config = demo_gq.get_config(str(model))
     config.data.path = str(data)
+    config.quant.rules = ((demo_gq.WEIGHTS, bits, "channel"),)
     if steps is not None:
         config.num_train_steps = steps
         config.eval_every_steps = config.checkpoint_every_steps = config.log_every_steps = steps
-    if batch_size is not None:
-        config.batch_size = config.eval_batch_size = batch_size
+        config.quant.alpha.end_step = max(1, steps // 2)
     return config
+
+
+def versus_float(scores: dict, float_scores: dict) -> str:
+    """The paired bootstrap of `scores` against the float model's, over the same test utterances."""
+    keys = (statistics.UTTERANCE_ERRORS, statistics.UTTERANCE_WORDS)
+    comparison = statistics.paired_bootstrap(*(float_scores[k] for k in keys), *(scores[k] for k in keys))
+    return statistics.describe(comparison)
+
+
+def results_table(rows: list[Row], float_scores: dict, float32_bytes: int, split: str) -> str:
+    """Markdown: model, bits per weight, WER, CER, the paired difference to float, size and its ratio."""
+    lines = [f"| model ({split}) | bits/weight | WER % | CER % | vs float (paired) | packed bytes | vs float32 |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for name, bits, s, size in rows:
+        against = "" if s is float_scores else versus_float(s, float_scores)
+        lines.append(f"| {name} | {bits:.1f} | {100 * s['wer']:.2f} | {100 * s['cer']:.2f} | {against} | "
+                     f"{size} | {size / float32_bytes:.3f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=pathlib.Path, default=ROOT / demo_gq.PUBLISHED)
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "runs" / "demo")
-    parser.add_argument("--data", type=pathlib.Path, default=ROOT / "data" / "synth-en-small")
+    parser.add_argument("--data", type=pathlib.Path, default=ROOT / "data" / "synth-en-large-demo")
+    parser.add_argument("--size", default="large_demo", choices=sorted(synth.SIZES))
     parser.add_argument("--split", default="test")
-    parser.add_argument("--size", default="small", choices=sorted(synth.SIZES),
-                        help="corpus size (tiny + small step counts: a quick smoke run)")
-    parser.add_argument("--float_steps", type=int, default=None, help="override the float steps")
-    parser.add_argument("--gq_steps", type=int, default=None, help="override the GQ steps")
-    parser.add_argument("--batch_size", type=int, default=None, help="override the batch size")
+    parser.add_argument("--bits", default="4,2", help="comma-separated GQ / PTQ widths")
+    parser.add_argument("--gq_steps", type=int, default=None, help="override the fine-tune steps")
+    parser.add_argument("--max_examples", type=int, default=0, help="score the first N test utterances")
     args = parser.parse_args()
     absl_logging.set_verbosity(absl_logging.WARNING)
     start = time.time()
+    widths = [int(b) for b in args.bits.split(",")]
 
     print(f"[1/4] synth-en {args.size} corpus in {args.data}", flush=True)
     synth.build(args.data, args.size, seed=0, jobs=os.cpu_count() or 1)
 
-    float_dir, gq_dir = args.out / "float", args.out / "gq4"
-    float_config = overridden(demo.get_config(), args.data, args.float_steps, args.batch_size)
-    print(f"[2/4] float training in {float_dir}", flush=True)
-    train.train_and_evaluate(float_config, str(float_dir))
-    gq_config = overridden(demo_gq.get_config(), args.data, args.gq_steps, args.batch_size)
-    gq_config.quant.init_from = str(float_dir)
-    print(f"[3/4] GQ 4-bit fine-tuning in {gq_dir}", flush=True)
-    train.train_and_evaluate(gq_config, str(gq_dir))
+    print(f"[2/4] {args.model} and its PTQ at {sorted({8, *widths}, reverse=True)} bits on {args.split}", flush=True)
+    ptq = [f"ptq_round:{b}" for b in sorted({8, *widths}, reverse=True)]
+    published = eval_cmd.evaluate_published(str(args.model), str(args.data), [args.split],
+                                            max_examples=args.max_examples, ptq=ptq)
+    scored, ptq_sizes = published["results"][args.split], published["ptq_sizes"]
+    float32_bytes = next(iter(ptq_sizes.values()))["float32_bytes"]
+    rows: list[Row] = [("float32 (published)", 32.0, scored["published"], float32_bytes)]
+    rows += [(f"PTQ round {name.split('_')[-1]}", ptq_sizes[name]["average_bits"], scored[name],
+              ptq_sizes[name]["total_bytes"]) for name in scored if name != "published"]
 
-    print(f"[4/4] evaluation on {args.split}", flush=True)
-    float_eval = eval_cmd.evaluate_run(str(float_dir), splits=[args.split], ptq=["ptq_round:8"])
-    gq_eval = eval_cmd.evaluate_run(str(gq_dir), splits=[args.split], export=str(args.out / "gq4.gqpk"))
-    table = results_table(float_eval, gq_eval, args.split)
+    for i, bits in enumerate(widths):
+        workdir = args.out / f"gq{bits}"
+        print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(widths)})", flush=True)
+        train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps), str(workdir))
+        gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
+                                   export=str(args.out / f"gq{bits}.gqpk"))
+        rows.append((f"GQ {bits}-bit", gq["sizes"]["quantized"]["average_bits"],
+                     gq["results"][args.split]["quantized"], gq["export"]["file_bytes"]))
+
+    print(f"[4/4] table and pictures in {args.out}", flush=True)
+    table = results_table(rows, scored["published"], float32_bytes, args.split)
     pictures.wer_against_bits(
-        {"float32": [(32.0, float_eval["results"][args.split]["float"]["wer"])],
-         "uniform PTQ": [(8.0, float_eval["results"][args.split]["ptq_round_8bit"]["wer"])],
-         "GQ": [(4.0, gq_eval["results"][args.split]["quantized"]["wer"])]},
-        args.out / "wer_bits.png")
+        {"PTQ round-to-nearest": [(bits, s["wer"]) for name, bits, s, _ in rows if name.startswith("PTQ")],
+         "GQ fine-tuned": [(bits, s["wer"]) for name, bits, s, _ in rows if name.startswith("GQ")]},
+        args.out / "wer_bits.png", baseline=("float32", scored["published"]["wer"]))
     minutes = (time.time() - start) / 60
     (args.out / "results.md").write_text(f"{table}\n\n(demo ran in {minutes:.1f} min)\n")
     print(table)
-    print(f"\npacked GQ model: {args.out / 'gq4.gqpk'}; pictures: {gq_dir}/weights_start.png, "
-          f"{gq_dir}/weights_end.png, {args.out / 'wer_bits.png'}; {minutes:.1f} min in all")
+    print(f"\npacked GQ models: {', '.join(str(args.out / f'gq{b}.gqpk') for b in widths)}; pictures: "
+          f"{args.out}/gq<b>/weights_end.png, {args.out / 'wer_bits.png'}; {minutes:.1f} min in all")
 
 
 if __name__ == "__main__":

@@ -46,12 +46,16 @@ def weight_histograms(params: Any, hardened: Any, path: str | pathlib.Path, titl
 
 
 def wer_against_bits(runs: Mapping[str, Sequence[tuple[float, float]]], path: str | pathlib.Path,
-                     title: str = "WER against bits per weight") -> None:
-    """One line per method: `runs[method]` = [(average bits per weight, WER), ...]."""
+                     title: str = "WER against bits per weight", baseline: tuple[str, float] | None = None
+                     ) -> None:
+    """One line per method: `runs[method]` = [(average bits per weight, WER), ...]; `baseline`
+    = (name, WER), e.g. the float model, is a dashed horizontal line across them."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for method, points in runs.items():
         bits, wer = zip(*sorted(points))
         ax.plot(bits, [100 * w for w in wer], marker="o", label=method)
+    if baseline is not None:
+        ax.axhline(100 * baseline[1], color="black", linestyle="--", linewidth=1, label=baseline[0])
     ax.set_xlabel("bits per weight")
     ax.set_ylabel("WER (%)")
     ax.set_title(title)

@@ -1,0 +1,50 @@
+"""`make demo` (scripts/demo.py) and the train.py command of its config, shrunk only where said: a
+published model of the tiny session float run (not results/models/rnnt_synth_large), the `tiny`
+corpus instead of `large_demo`, GQ at 2 bits only, 2 fine-tune steps, the first 4 test utterances."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import eval as eval_cmd
+from training import checkpoints
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def published_tiny(float_run, tmp_path_factory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("published") / "tiny"
+    eval_cmd.evaluate_run(str(float_run), splits=["test"], max_examples=1, publish=str(folder))
+    return folder
+
+
+@pytest.mark.slow
+def test_the_demo_scores_ptq_and_gq_against_the_published_float_model(published_tiny, tiny_corpus, tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--model", str(published_tiny), "--out", str(out), "--data",
+         str(tiny_corpus), "--size", "tiny", "--bits", "2", "--gq_steps", "2", "--max_examples", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    names = re.findall(r"^\| (float32 \(published\)|PTQ round \dbit|GQ \d-bit) \|", table, re.MULTILINE)
+    assert names == ["float32 (published)", "PTQ round 8bit", "PTQ round 2bit", "GQ 2-bit"]
+    assert len(re.findall(r"95 % interval \[", table)) == 3  # each quantized row against float, paired
+    assert (out / "wer_bits.png").stat().st_size > 0 and (out / "gq2.gqpk").stat().st_size > 0
+    assert checkpoints.load_config(out / "gq2").quant.init_from == str(published_tiny)
+
+
+@pytest.mark.slow
+def test_the_demo_config_fine_tunes_a_published_model_from_the_command_line(published_tiny, tiny_corpus, tmp_path):
+    workdir = tmp_path / "gq4"
+    result = subprocess.run(
+        [sys.executable, "train.py", "--config", f"configs/demo_gq.py:{published_tiny}", "--workdir", str(workdir),
+         f"--config.data.path={tiny_corpus}", "--config.num_train_steps=1", "--config.eval_every_steps=1",
+         "--config.checkpoint_every_steps=1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpoints.manager(workdir, create=False).latest_step() == 1
+    assert (workdir / "tokenizer.json").read_text() == (published_tiny / "tokenizer.json").read_text()
