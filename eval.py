@@ -155,7 +155,8 @@ def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_
         results[split] = {}
         for name, params in models.items():
             refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
-                                             run.config.features, run.config.eval_batch_size, beam, ctc)
+                                             run.config.features, run.config.eval_batch_size, beam, ctc,
+                                             run.feature_stats)
             # Per-utterance errors and words too, for the paired bootstrap (experiments/statistics.py).
             results[split][name] = {**evaluate.scores(refs, hyps), **statistics.utterance_record(refs, hyps)}
     return results
@@ -194,7 +195,8 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
                 "method": run.config.quant.method}
         # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
         float_dtype = "float32" if exported.sizes.quantized_weights else "float16"
-        published.publish(run.config, run.tokenizer, exported.hardened, publish, card, float_dtype)
+        published.publish(run.config, run.tokenizer, exported.hardened, publish, card, float_dtype,
+                          run.feature_stats)
         output["publish"] = publish
     return output
 

@@ -74,10 +74,11 @@ def loss_fn(trainable: tuple[Any, Any], batch: Batch, key: jax.Array, step: jax.
 
 
 def model_loss(quantized: Any, batch: Batch, key: jax.Array, *, model,
-               features_config: ml_collections.ConfigDict) -> jax.Array:
-    """`loss_fn` after the quantizer: the loss of the weights Ŵ the network computes with."""
+               features_config: ml_collections.ConfigDict, feature_stats: Any = None) -> jax.Array:
+    """`loss_fn` after the quantizer: the loss of the weights Ŵ the network computes with
+    (`feature_stats`: corpus normalisation statistics, None: per utterance)."""
     feature_key, dropout_key = jax.random.split(key)
-    feats, lengths = input_pipeline.features(batch, features_config, feature_key)
+    feats, lengths = input_pipeline.features(batch, features_config, feature_key, feature_stats)
     nll = model.apply({"params": quantized}, feats, lengths, batch["labels"], batch["label_lengths"],
                       train=True, rngs={"dropout": dropout_key})
     return jnp.sum(nll * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
@@ -141,10 +142,12 @@ def train_step(state: TrainState, batch: Batch, *, loss: Callable, quantizer: gq
 
 
 def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_jax.Quantizer,
-                      optimizer: optax.GradientTransformation) -> Callable:
+                      optimizer: optax.GradientTransformation, feature_stats: Any = None) -> Callable:
     """`train_step` of `config` pmapped over the local devices (axis "batch"; donates the state);
-    `model` is the module the loss applies (`Method.training_model`)."""
-    loss = functools.partial(model_loss, model=model, features_config=config.features)
+    `model` is the module the loss applies (`Method.training_model`), `feature_stats` the corpus
+    normalisation statistics (`input_pipeline.make_feature_stats`; None: per utterance)."""
+    loss = functools.partial(model_loss, model=model, features_config=config.features,
+                             feature_stats=feature_stats)
     step = functools.partial(
         train_step, loss=loss, quantizer=quantizer, optimizer=optimizer,
         alpha_fn=config_lib.alpha_schedule(config.quant.alpha),
@@ -192,6 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     workdir_path.mkdir(parents=True, exist_ok=True)
     tokenizer = input_pipeline.make_tokenizer(config.data, workdir_path, train_source,
                                               config.quant.init_from or None)
+    feature_stats = input_pipeline.make_feature_stats(config, workdir_path, train_source)
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
     method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
     quantizer = method.quantizer
@@ -222,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # The loss applies `method.training_model` (Qwix: the wrapped model); decoding uses `model`
     # with the exported (dequantized) weights.
-    p_train_step = make_p_train_step(config, method.training_model, quantizer, optimizer)
+    p_train_step = make_p_train_step(config, method.training_model, quantizer, optimizer, feature_stats)
 
     metric_writers = metrics.writers(workdir_path, config.tensorboard) if is_chief else []
     start_export = gq_jax.export(quantizer, state.params, state.quant)
@@ -273,7 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                           **{k: float(v) for k, v in step_metrics.items() if k.startswith("grad_")}}
                 if eval_now:
                     refs, hyps = evaluate.transcribe(model, exported.params, dev_source, tokenizer,
-                                                     config.features, config.eval_batch_size)
+                                                     config.features, config.eval_batch_size,
+                                                     feature_stats=feature_stats)
                     record["dev_wer"] = evaluate.scores(refs, hyps)["wer"]
                 for writer in metric_writers:
                     writer.write(step, record)

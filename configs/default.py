@@ -12,8 +12,11 @@ Sections:
             (a multiple of the device count); `num_buckets` shapes; `num_workers` grain worker
             processes decoding ahead, each `prefetch` batches; `strict` makes bad audio an error
             instead of a skipped, logged utterance; `speed_perturbation` speed factors drawn per
-            training row (corpora.batching).
-  features  log-mel front end, per-utterance normalisation, SpecAugment (training only).
+            training row (corpora.batching); `feature_normalization`: "utterance" (each
+            utterance's own mean and variance, not causal) or "global" (corpus statistics of
+            `normalization_utterances` training utterances drawn by `seed`, computed at the start
+            and saved in the workdir: what streaming needs, `models.streaming`).
+  features  log-mel front end, SpecAugment (training only).
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
             `models.conformer.make_conformer`.
   optim     optimizer of the network weights (adamw, warm-up then cosine decay, clipping).
@@ -53,6 +56,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.speed_perturbation = ()  # e.g. (0.9, 1.0, 1.1): each training row played that much faster
     config.data.max_train_examples = 0  # 0: all
     config.data.max_dev_examples = 64  # dev WER during training on this many utterances; 0: all
+    config.data.feature_normalization = "utterance"  # utterance | global (corpus statistics, causal)
+    config.data.normalization_utterances = 500  # global: the training utterances its statistics sum over
 
     config.features = ml_collections.ConfigDict()
     config.features.num_mel_bins = 80

@@ -165,3 +165,45 @@ def test_per_utterance_normalisation_is_refused_naming_the_config_field():
     with pytest.raises(ValueError, match="data.feature_normalization"):
         streaming.greedy(model, variables, None, chunk_samples=1000)
 
+
+@pytest.mark.slow
+def test_a_global_normalisation_run_saves_its_statistics_and_its_published_model_streams(tiny_corpus, float_run,
+                                                                                         tmp_path):
+    import eval as eval_cmd
+    import train
+    from corpora import synth
+    from tests.tiny_run import tiny_config
+    from training import input_pipeline, published, runs
+
+    workdir, folder = tmp_path / "global", tmp_path / "published"
+    config = tiny_config(tiny_corpus, **{"data.feature_normalization": "global", "data.normalization_utterances": 9,
+                                         "num_train_steps": 2, "eval_every_steps": 2})
+    train.train_and_evaluate(config, str(workdir))
+    saved = input_pipeline.load_feature_stats(config.data, workdir)
+    # The sums over the seeded sample, read in padded batches, equal those of each utterance alone.
+    train_split = input_pipeline.source(config.data, "train")
+    chosen = np.sort(np.random.default_rng(config.seed).choice(len(train_split), 9, replace=False))
+    alone = [_stats(train_split[int(i)]["audio"], config.features.num_mel_bins) for i in chosen]
+    total = alone[0]
+    for stats in alone[1:]:
+        total = total.merge(stats)
+    for a, b in zip(saved, total):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert _same(runs.load(workdir).feature_stats, saved)  # eval.py normalises alike
+    train.train_and_evaluate(tiny_config(tiny_corpus, **{"data.feature_normalization": "global",
+                                                         "num_train_steps": 4}), str(workdir))  # resumes
+    assert _same(input_pipeline.load_feature_stats(config.data, workdir), saved)
+    with pytest.raises(ValueError, match="feature_normalization"):
+        train.train_and_evaluate(tiny_config(tiny_corpus, **{"num_train_steps": 6}), str(workdir))
+    with pytest.raises(ValueError, match="feature_normalization"):
+        train.train_and_evaluate(tiny_config(tiny_corpus, **{"data.feature_normalization": "global"}), str(float_run))
+
+    eval_cmd.evaluate_run(str(workdir), splits=["test"], max_examples=1, publish=str(folder))
+    model = published.load(folder)
+    assert _same(model.feature_stats, saved)
+    audio = synth.read_split(tiny_corpus, "test")[0]["audio"]
+    feats, lengths = input_pipeline.features({"audio": audio[None], "audio_lengths": np.array([len(audio)])},
+                                             model.config.features, stats=model.feature_stats)
+    expected = decoding.greedy_decode(model.model, {"params": model.params}, feats, lengths).token_ids[0]
+    decoder = streaming.greedy(model.model, {"params": model.params}, model.feature_stats, chunk_samples=1600)
+    assert streaming.decode(decoder, audio) == expected

@@ -22,9 +22,11 @@ import orbax.checkpoint as ocp
 from corpora.files import write_text_atomic
 
 CONFIG_FILE = "config.json"
-# Fields that decide the shapes and meaning of what a checkpoint holds.
+# Fields that decide the shapes and meaning of what a checkpoint holds, and the value of those a
+# config saved before they existed has.
 STRUCTURAL_FIELDS = ("model", "quant.method", "quant.rules", "data.tokenizer", "data.vocab_size",
-                     "features.num_mel_bins")
+                     "features.num_mel_bins", "data.feature_normalization")
+FIELD_DEFAULTS = {"data.feature_normalization": "utterance"}
 
 
 def manager(workdir: str | pathlib.Path, keep: int = 3, create: bool = True) -> ocp.CheckpointManager:
@@ -38,6 +40,7 @@ def manager(workdir: str | pathlib.Path, keep: int = 3, create: bool = True) -> 
 def _field(config: dict, dotted: str) -> Any:
     for key in dotted.split("."):
         config = config.get(key) if isinstance(config, dict) else None
+    config = FIELD_DEFAULTS.get(dotted) if config is None else config
     return json.loads(json.dumps(config))  # tuples -> lists, as read back from JSON
 
 

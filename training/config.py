@@ -22,6 +22,7 @@ import gq_jax
 from models.conformer import make_conformer
 from models.rnnt import make_rnnt
 from models.transducer_parts import Transducer
+from training import input_pipeline
 
 MODEL_FACTORIES: dict[str, Callable[..., Transducer]] = {"rnnt": make_rnnt, "conformer": make_conformer}
 
@@ -152,7 +153,8 @@ def _unknown_fields(config: Any, base: Any, prefix: str) -> list[str]:
 
 def check_fields(config: ml_collections.ConfigDict) -> None:
     """ValueError naming every field that configs/default.py does not define, an unknown
-    `config.quant.method`, a malformed rule, or a config the method's `check` rejects.
+    `config.quant.method` or `config.data.feature_normalization`, a malformed rule, or a config the
+    method's `check` rejects.
 
     `config.model` is checked against the keyword arguments of the factory named by
     `config.model.name` instead (models differ in their fields).
@@ -168,6 +170,10 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; see configs/default.py "
                          f"(model fields: the arguments of make_{name})")
+    normalization = input_pipeline.normalization(config.data)
+    if normalization not in input_pipeline.NORMALIZATIONS:
+        raise ValueError(f"config.data.feature_normalization={normalization!r}; expected one of "
+                         f"{input_pipeline.NORMALIZATIONS}")
     check = _registered(config.quant.method).check
     if check is not None:
         check(config.quant)

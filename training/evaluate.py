@@ -21,8 +21,8 @@ from training import input_pipeline
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _features(batch, config):
-    return input_pipeline.features(batch, config)
+def _features(batch, config, feature_stats):
+    return input_pipeline.features(batch, config, stats=feature_stats)
 
 
 class _Frozen:
@@ -44,10 +44,11 @@ class _Frozen:
 
 def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
                features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1,
-               ctc: bool = False) -> tuple[list[str], list[str]]:
+               ctc: bool = False, feature_stats: Any = None) -> tuple[list[str], list[str]]:
     """(references, hypotheses) for the utterances of `split`, greedy (`beam` = 1) or modified
     beam search (audio is decoded batch by batch, never the whole split at once); with `ctc`,
     best-path decoding of the model's auxiliary CTC head instead (`beam` is then ignored).
+    Features are normalised with the corpus `feature_stats` of the run, or per utterance (None).
 
     References are the tokenizer's round trip of each transcript, i.e. the text the model can
     produce. The order is the batching order (bucket by bucket), the same for every model.
@@ -56,7 +57,7 @@ def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
     frozen = _Frozen(features_config)
     refs, hyps = [], []
     for batch in input_pipeline.eval_batches(split, tokenizer, batch_size):
-        feats, lengths = _features({k: batch[k] for k in ("audio", "audio_lengths")}, frozen)
+        feats, lengths = _features({k: batch[k] for k in ("audio", "audio_lengths")}, frozen, feature_stats)
         if ctc:
             result = decoding.ctc_greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)
         elif beam == 1:

@@ -7,8 +7,10 @@
         tokenizer.json  the tokenizer (`corpora.tokenizer.load` reads it)
         card.json       where it came from: source workdir, checkpoint step(s) averaged, wall
                         seconds, steps and resumes of the run, parameter count, packed size report
+        feature_stats.json  the corpus normalisation statistics, for a run trained with
+                        data.feature_normalization = "global" (the streaming decoder needs them)
 
-`publish(config, tokenizer, hardened, folder, card)` writes it (`eval.py --publish`); `load(folder)`
+`publish(config, tokenizer, hardened, folder, card, feature_stats=...)` writes it (`eval.py --publish`); `load(folder)`
 reads it back as the model, tokenizer, config
 and float32 parameters that `eval.py --model folder` scores. What is scored is exactly what is
 stored: a float model published as float16 is scored with float16 weights (cast to float32).
@@ -45,6 +47,7 @@ class Published:
     params: Any  # float32 parameters: the stored ones, dequantized and cast
     sizes: gq_jax.SizeReport
     card: dict[str, Any]
+    feature_stats: Any = None  # corpus normalisation statistics (data.feature_normalization="global")
 
 
 def cast_float_leaves(hardened: Any, float_dtype: str) -> Any:
@@ -56,11 +59,12 @@ def cast_float_leaves(hardened: Any, float_dtype: str) -> Any:
 
 
 def publish(config: ml_collections.ConfigDict, tokenizer: Any, hardened: Any, folder: str | pathlib.Path,
-            card: dict[str, Any], float_dtype: str = "float16") -> gq_jax.SizeReport:
+            card: dict[str, Any], float_dtype: str = "float16", feature_stats: Any = None) -> gq_jax.SizeReport:
     """Writes the published folder of a model (see the module docstring); returns its size report.
 
     `hardened` is an export's hardened tree (QuantizedArray leaves where the method quantizes);
-    `card` is stored with the parameter count and the packed size added.
+    `card` is stored with the parameter count and the packed size added; `feature_stats`, the run's
+    normalisation statistics (None: per-utterance normalisation, no file).
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,6 +73,8 @@ def publish(config: ml_collections.ConfigDict, tokenizer: Any, hardened: Any, fo
     sizes = gq_jax.size_report(stored)
     checkpoints.save_config(config, folder)
     tokenizer.save(folder / input_pipeline.TOKENIZER_FILE)
+    if feature_stats is not None:
+        input_pipeline.save_feature_stats(feature_stats, folder)
     parameters = sum(leaf.num_weights for leaf in sizes.leaves)
     card = {**card, "float_dtype": float_dtype, "parameters": parameters, "file_bytes": file_bytes,
             "sizes": str(sizes)}
@@ -103,4 +109,5 @@ def load(folder: str | pathlib.Path) -> Published:
         raise ValueError(f"{folder / MODEL_FILE} holds weights of another shape than the model of "
                          f"{folder / checkpoints.CONFIG_FILE}")
     return Published(config, tokenizer, model, params, gq_jax.size_report(hardened),
-                     json.loads((folder / CARD_FILE).read_text()))
+                     json.loads((folder / CARD_FILE).read_text()),
+                     input_pipeline.load_feature_stats(config.data, folder))

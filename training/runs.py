@@ -27,6 +27,7 @@ class Run:
     quant: Any  # the quantizer's state
     quantizer: gq_jax.Quantizer
     averaged_steps: tuple[int, ...] = ()  # checkpoints whose mean `params` is (`average`); () for one
+    feature_stats: Any = None  # corpus normalisation statistics (data.feature_normalization="global")
 
     def export(self) -> gq_jax.Export:
         """(hardened tree, dequantized params, size report) of the run's weights: QuantizedArray
@@ -51,7 +52,8 @@ def load(workdir: str | pathlib.Path, step: int | None = None) -> Run:
     params = state_lib.random_params(model, config)  # the structure the checkpoint fills
     target = state_lib.create(params, quantizer.init(params), state_lib.make_optimizer(config), config.seed)
     state, _ = checkpoints.restore(mngr, target, step)
-    return Run(config, int(state.step), tokenizer, model, state.params, state.quant, quantizer)
+    return Run(config, int(state.step), tokenizer, model, state.params, state.quant, quantizer,
+               feature_stats=input_pipeline.load_feature_stats(config.data, workdir))
 
 
 def average(workdir: str | pathlib.Path, count: int, step: int | None = None) -> Run:
