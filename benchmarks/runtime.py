@@ -1,7 +1,8 @@
-"""The packed runtime against float32 and uniform 8-bit: resident weight bytes, peak RSS, load time, RTF.
+"""The packed runtime against float32 and uniform 8-bit: resident weight bytes, peak RSS, load time,
+RTF and streaming latency per chunk.
 
     python benchmarks/runtime.py [--config configs/rnnt_synth_large.py] [--corpus data/synth-en-large]
-                                 [--utterances 4] [--repeats 3]
+                                 [--utterances 4] [--repeats 3] [--chunk_ms 100]
 
 One model (the config's, random weights from its seed) is written as five packed files: float32,
 uniform 8-bit (post-training round-to-nearest, resident as int8 values) and GQ at 5, 4 and 2 bits
@@ -14,7 +15,10 @@ times greedy decoding of the utterances one at a time (batch 1) and all together
 variants interleaved round by round so that the load of a shared machine falls on all alike: RTF =
 decoding seconds / audio seconds, best of `--repeats` rounds after a warm-up, the share of the
 batch-1 time spent in the encoder, and XLA's temporaries of the compiled batched decoder (where
-the expanded float weights live). Then each against the 8-bit model. With
+the expanded float weights live). In the same rounds each utterance is also streamed
+(`models.streaming.greedy`, batch 1, `--chunk_ms` chunks, features normalised with the statistics
+of these utterances): the median and P90 over all chunks of the time from a chunk's arrival to its
+tokens (`step`, compiled once beforehand). Then each against the 8-bit model. With
 `--int8_matmuls` the 8-bit and 5-bit models are also decoded with int8 × int8 -> int32 matmuls, and
 their token error rate against the exact decode of the same model is printed (random weights: the
 int8 path's deviation, not a WER on speech).
@@ -79,8 +83,29 @@ def write_variants(config, folder: pathlib.Path) -> dict[str, dict]:
     return out
 
 
+def audio_clips(corpus: str, count: int, seconds: float) -> list:
+    """The first `count` utterances of the corpus' test split (16 kHz float32), or with `corpus`
+    '' as many `seconds`-long clips of seeded noise."""
+    import numpy as np
+
+    if not corpus:
+        rng = np.random.default_rng(0)
+        return [(0.1 * rng.normal(size=int(seconds * 16000))).astype(np.float32) for _ in range(count)]
+    import soundfile
+
+    from corpora import batching
+
+    rows = [json.loads(line) for line in (ROOT / corpus / "test.jsonl").read_text().splitlines()[:count]]
+    audio = []
+    for row in rows:
+        samples, rate = soundfile.read(ROOT / corpus / row["path"], dtype="float32")
+        audio.append(batching.conform_sample_rate(samples, rate, row["id"]))
+    return audio
+
+
 def utterances(config, corpus: str, count: int, seconds: float):
-    """(features [B, T, F], lengths [B], audio seconds [B]) of `count` utterances."""
+    """(features [B, T, F], lengths [B], audio seconds [B]) of `count` utterances (`audio_clips`;
+    with `corpus` '', random features of `seconds` each)."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -90,16 +115,9 @@ def utterances(config, corpus: str, count: int, seconds: float):
         frames = int(seconds * 100)
         feats = jax.random.normal(jax.random.key(0), (count, frames, config.features.num_mel_bins))
         return feats, jnp.full((count,), frames), np.full(count, seconds)
-    import soundfile
-
-    from corpora import batching
     from training import input_pipeline
 
-    rows = [json.loads(line) for line in (ROOT / corpus / "test.jsonl").read_text().splitlines()[:count]]
-    audio = []
-    for row in rows:
-        samples, rate = soundfile.read(ROOT / corpus / row["path"], dtype="float32")
-        audio.append(batching.conform_sample_rate(samples, rate, row["id"]))
+    audio = audio_clips(corpus, count, seconds)
     width = max(map(len, audio))
     batch = {"audio": np.stack([np.pad(a, (0, width - len(a))) for a in audio]),
              "audio_lengths": np.array([len(a) for a in audio])}
@@ -151,10 +169,52 @@ def worker(args) -> None:
                       "rss_load_bytes": rss_loaded, "peak_rss_bytes": status_bytes("VmHWM")}))
 
 
+def clip_stats(clips: list, num_mel_bins: int):
+    """`frontend.FeatureStats` of the log-mel frames of `clips` (the streaming decoder's normalisation)."""
+    import jax.numpy as jnp
+
+    from models import frontend
+
+    total = None
+    for clip in clips:
+        feats, lengths = frontend.log_mel_spectrogram(jnp.asarray(clip)[None], jnp.array([len(clip)]),
+                                                      num_mel_bins=num_mel_bins)
+        stats = frontend.feature_stats(feats, lengths)
+        total = stats if total is None else total.merge(stats)
+    return total
+
+
+def chunk_latencies(config, tree, stats, chunk_samples: int, int8_matmuls: bool):
+    """`stream(clip) -> [seconds per chunk]`: the clip streamed through `models.streaming.greedy` of
+    the resident tree, each `step` timed until its state (tokens included) is ready."""
+    import jax
+
+    from gq_jax import runtime
+    from models import streaming
+    from training import config as config_lib
+
+    served = runtime.resident_model(config_lib.model_from_config(config.model, config.data.vocab_size),
+                                    int8_matmuls=int8_matmuls)
+    decoder = streaming.greedy(served, {"params": tree}, stats, chunk_samples=chunk_samples)
+
+    def stream(clip) -> list[float]:
+        state, seconds = jax.block_until_ready(decoder.init()), []
+        for start in range(0, len(clip), chunk_samples):
+            began = time.perf_counter()
+            state = jax.block_until_ready(decoder.step(state, clip[start:start + chunk_samples]))
+            seconds.append(time.perf_counter() - began)
+        jax.block_until_ready(decoder.finish(state))
+        return seconds
+
+    return stream
+
+
 def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
     """Best-of-`repeats` seconds per (variant, int8) for batch 1 (each utterance alone), batched, and
-    batch-1 encoder alone, the variants interleaved round by round; plus XLA's temporaries and tokens."""
+    batch-1 encoder alone, and every chunk's streaming latency, the variants interleaved round by
+    round; plus XLA's temporaries and tokens."""
     import jax
+    import numpy as np
 
     from gq_jax import runtime
     from models import decoding
@@ -163,9 +223,12 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
     feats, lengths, audio_s = utterances(config, args.corpus, args.utterances, args.seconds)
     singles = [(feats[i:i + 1], lengths[i:i + 1]) for i in range(len(lengths))]
     decoders = {key: decoder(config, files[key[0]]["path"], key[1]) for key in names}
-    out = {key: {"batch1": [], "batched": [], "encode": []} for key in names}
-    for _, _, search, encode in decoders.values():
-        search(feats, lengths), search(*singles[0]), encode(*singles[0])  # compile both shapes
+    clips = audio_clips(args.corpus, args.utterances, args.seconds)
+    stats, chunk_samples = clip_stats(clips, config.features.num_mel_bins), int(args.chunk_ms * 16)
+    streams = {key: chunk_latencies(config, decoders[key][1], stats, chunk_samples, key[1]) for key in names}
+    out = {key: {"batch1": [], "batched": [], "encode": [], "chunks": []} for key in names}
+    for key, (_, _, search, encode) in decoders.items():
+        search(feats, lengths), search(*singles[0]), encode(*singles[0]), streams[key](clips[0])  # compile
     for _ in range(args.repeats):
         for key, (_, _, search, encode) in decoders.items():
             for name, fn in (("batched", lambda: search(feats, lengths)),
@@ -174,13 +237,16 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
                 start = time.perf_counter()
                 fn()
                 out[key][name].append(time.perf_counter() - start)
+            out[key]["chunks"] += [s for clip in clips for s in streams[key](clip)]
     result = {}
     for key, (_, tree, search, _) in decoders.items():
         tokens, num_tokens = jax.device_get(search(feats, lengths))
         served = runtime.resident_model(config_lib.model_from_config(config.model, config.data.vocab_size), key[1])
         memory = decoding.greedy_search.lower(served, {"params": tree}, feats, lengths, 3).compile().memory_analysis()
+        chunks = np.array(out[key].pop("chunks"))
         times = {name: min(values) for name, values in out[key].items()}
-        result[key] = {"rtf_batch1": times["batch1"] / float(audio_s.sum()),
+        result[key] = {"chunk_p50_s": float(np.median(chunks)), "chunk_p90_s": float(np.percentile(chunks, 90)),
+                       "chunks": len(chunks), "rtf_batch1": times["batch1"] / float(audio_s.sum()),
                        "rtf_batched": times["batched"] / float(audio_s.sum()),
                        "encoder_share_batch1": times["encode"] / times["batch1"],
                        "temp_bytes": memory.temp_size_in_bytes,
@@ -219,6 +285,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0, help="per utterance, with --corpus ''")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk_ms", type=float, default=100.0, help="streaming chunk length")
     parser.add_argument("--int8_matmuls", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,28 +302,34 @@ def main() -> None:
     first = results["float32"]
     print(f"model: {args.config} ({config.model.name}), random weights (seed {config.seed}); "
           f"{args.utterances} utterances, {first['audio_s']:.2f} s of audio "
-          f"({first['padded_s']:.2f} s padded to the longest); greedy, decoding only; {first['devices']}")
+          f"({first['padded_s']:.2f} s padded to the longest); greedy, decoding only; {first['devices']}; "
+          f"streaming: {args.chunk_ms:g} ms chunks, batch 1, latency per chunk over {first['chunks']} chunks")
     header = (f"{'variant':<9} {'bits':>5} {'resident B':>11} {'file B':>10} {'XLA temp B':>11} "
-              f"{'peak RSS MB':>11} {'load RSS MB':>11} {'load s':>7} {'RTF b1':>7} {'RTF bN':>7} {'enc %':>6}")
+              f"{'peak RSS MB':>11} {'load RSS MB':>11} {'load s':>7} {'RTF b1':>7} {'RTF bN':>7} {'enc %':>6} "
+              f"{'chunk p50 ms':>12} {'chunk p90 ms':>12}")
     print(header)
     for name, _, bits in VARIANTS:
         r = results[name]
         shown_bits = f"{r['average_bits']:.0f}" if r["average_bits"] else "32"
         print(f"{name:<9} {shown_bits:>5} {r['resident_bytes']:>11} {r['file_bytes']:>10} {r['temp_bytes']:>11} "
               f"{r['peak_rss_bytes'] / 2**20:>11.1f} {r['rss_load_bytes'] / 2**20:>11.1f} {r['load_s']:>7.3f} "
-              f"{r['rtf_batch1']:>7.4f} {r['rtf_batched']:>7.4f} {100 * r['encoder_share_batch1']:>6.1f}")
+              f"{r['rtf_batch1']:>7.4f} {r['rtf_batched']:>7.4f} {100 * r['encoder_share_batch1']:>6.1f} "
+              f"{1000 * r['chunk_p50_s']:>12.2f} {1000 * r['chunk_p90_s']:>12.2f}")
     base = results["uniform8"]
     print("\nagainst uniform 8-bit (goal at 5 bits: resident <= 0.70x, latency <= 1.00x):")
-    print(f"{'variant':<9} {'resident':>9} {'peak RSS':>9} {'load':>7} {'RTF b1':>7} {'RTF bN':>7}")
+    print(f"{'variant':<9} {'resident':>9} {'peak RSS':>9} {'load':>7} {'RTF b1':>7} {'RTF bN':>7} "
+          f"{'chunk p50':>9} {'chunk p90':>9}")
     for name, _, _ in VARIANTS:
         r = results[name]
         print(f"{name:<9} {r['resident_bytes'] / base['resident_bytes']:>8.3f}x "
               f"{r['peak_rss_bytes'] / base['peak_rss_bytes']:>8.3f}x {r['load_s'] / base['load_s']:>6.2f}x "
-              f"{r['rtf_batch1'] / base['rtf_batch1']:>6.2f}x {r['rtf_batched'] / base['rtf_batched']:>6.2f}x")
+              f"{r['rtf_batch1'] / base['rtf_batch1']:>6.2f}x {r['rtf_batched'] / base['rtf_batched']:>6.2f}x "
+              f"{r['chunk_p50_s'] / base['chunk_p50_s']:>8.2f}x {r['chunk_p90_s'] / base['chunk_p90_s']:>8.2f}x")
     for name, r in int8.items():
         ter = token_error_rate(r["tokens"], results[name]["tokens"])
         print(f"int8 x int8 matmuls, {name}: RTF b1 {r['rtf_batch1']:.4f} ({r['rtf_batch1'] / results[name]['rtf_batch1']:.2f}x "
-              f"its exact decode), batched {r['rtf_batched']:.4f} ({r['rtf_batched'] / results[name]['rtf_batched']:.2f}x); "
+              f"its exact decode), batched {r['rtf_batched']:.4f} ({r['rtf_batched'] / results[name]['rtf_batched']:.2f}x), "
+              f"chunk p50 {1000 * r['chunk_p50_s']:.2f} ms ({r['chunk_p50_s'] / results[name]['chunk_p50_s']:.2f}x); "
               f"token error rate against its exact decode {100 * ter:.2f} %")
 
 
