@@ -38,6 +38,12 @@ def readme_block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.DOTALL).group(1)
 
 
+def test_readme_streaming_example_streams_the_tokens_of_the_whole_utterance():
+    namespace: dict = {}
+    exec(compile(readme_block("#### Streaming"), "README.md", "exec"), namespace)  # it asserts the equality
+    assert namespace["tokens"] and namespace["decoder"].chunk_samples == 1600
+
+
 @pytest.mark.slow
 def test_readme_custom_quantizer_trains_through_train_py_and_ships_power_of_two_weights(
         tiny_corpus, float_run, tmp_path, monkeypatch):
