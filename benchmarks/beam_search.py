@@ -26,7 +26,8 @@ from training import evaluate, input_pipeline, runs  # noqa: E402
 def decode(run: runs.Run, examples: list, batch_size: int, beam: int) -> tuple[list[str], float]:
     """(hypotheses, seconds) of a beam search of `examples`, after a warm-up pass."""
     transcribe = lambda: evaluate.transcribe(run.model, run.params, examples, run.tokenizer,
-                                             run.config.features, batch_size, beam=beam)
+                                             run.config.features, batch_size, beam=beam,
+                                             feature_stats=run.feature_stats)
     transcribe()
     start = time.perf_counter()
     _, hypotheses = transcribe()

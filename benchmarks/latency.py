@@ -32,7 +32,8 @@ def timed(fn):
 def decode_seconds(run: runs.Run, params, examples) -> float:
     """Seconds to greedy-decode `examples` (after a warm-up pass that compiles every shape)."""
     transcribe = lambda: evaluate.transcribe(run.model, params, examples, run.tokenizer,
-                                             run.config.features, run.config.eval_batch_size)
+                                             run.config.features, run.config.eval_batch_size,
+                                             feature_stats=run.feature_stats)
     transcribe()
     return timed(transcribe)[1]
 
