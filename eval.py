@@ -119,12 +119,16 @@ def ptq_models(run: runs.Run | published.Published, ptq: list[str]) -> dict[str,
     return models
 
 
-def models_to_score(run: runs.Run, exported: gq_jax.Export, ptq: list[str]
+def models_to_score(run: runs.Run, exported: gq_jax.Export, ptq: list[str], latent: bool = True
                     ) -> dict[str, tuple[Any, gq_jax.Export | None]]:
     """{model name: (float params to decode with, its export or None)}: "float" (the latent
-    weights), "quantized" (`exported`, when it quantizes anything) and one row per `ptq` spec."""
-    models: dict[str, tuple[Any, gq_jax.Export | None]] = {"float": (run.params, None)}
-    if exported.sizes.quantized_weights:
+    weights; with `latent=False` only when nothing is quantized), "quantized" (`exported`, when it
+    quantizes anything) and one row per `ptq` spec."""
+    quantizes = bool(exported.sizes.quantized_weights)
+    models: dict[str, tuple[Any, gq_jax.Export | None]] = {}
+    if latent or not quantizes:
+        models["float"] = (run.params, None)
+    if quantizes:
         models["quantized"] = (exported.params, exported)
     return {**models, **ptq_models(run, ptq)}
 
@@ -165,8 +169,9 @@ def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_
 def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] | None = None,
                  beam: int = 1, data: str | None = None, ptq: list[str] = (),
                  export: str | None = None, max_examples: int = 0, average: int = 1,
-                 ctc: bool = False, publish: str | None = None) -> dict:
-    """Scores the run (see the module docstring) and writes eval.json and sizes.json.
+                 ctc: bool = False, publish: str | None = None, latent: bool = True) -> dict:
+    """Scores the run (see the module docstring) and writes eval.json and sizes.json; `latent=False`
+    skips the latent float row of a quantized run (one decode less).
 
     Returns {"checkpoint", "beam", "decoder", "results" (the eval.json content), "sizes", ["export"],
     ["publish"]}.
@@ -175,7 +180,7 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     data_config, data_splits = (run.config.data, None) if data is None else data_for(data, run.config.data)
     splits = list(data_splits or splits or run.config.data.eval_splits)
     exported = run.export()
-    models = models_to_score(run, exported, list(ptq))
+    models = models_to_score(run, exported, list(ptq), latent)
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
                     beam, max_examples, ctc)
     sizes = size_rows(models)

@@ -94,8 +94,9 @@ def main() -> None:
     print(f"[1/4] synth-en {args.size} corpus in {args.data}", flush=True)
     synth.build(args.data, args.size, seed=0, jobs=os.cpu_count() or 1)
 
-    print(f"[2/4] {args.model} and its PTQ at {sorted({8, *widths}, reverse=True)} bits on {args.split}", flush=True)
-    ptq = [f"ptq_round:{b}" for b in sorted({8, *widths}, reverse=True)]
+    ptq_widths = sorted({8, *widths}, reverse=True)
+    print(f"[2/4] {args.model} and its PTQ at {ptq_widths} bits on {args.split}", flush=True)
+    ptq = [f"ptq_round:{b}" for b in ptq_widths]
     published = eval_cmd.evaluate_published(str(args.model), str(args.data), [args.split],
                                             max_examples=args.max_examples, ptq=ptq)
     scored, ptq_sizes = published["results"][args.split], published["ptq_sizes"]
@@ -109,7 +110,7 @@ def main() -> None:
         print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(widths)})", flush=True)
         train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps), str(workdir))
         gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
-                                   export=str(args.out / f"gq{bits}.gqpk"))
+                                   export=str(args.out / f"gq{bits}.gqpk"), latent=False)
         rows.append((f"GQ {bits}-bit", gq["sizes"]["quantized"]["average_bits"],
                      gq["results"][args.split]["quantized"], gq["export"]["file_bytes"]))
 

@@ -2,6 +2,7 @@
 published model of the tiny session float run (not results/models/rnnt_synth_large), the `tiny`
 corpus instead of `large_demo`, GQ at 2 bits only, 2 fine-tune steps, the first 4 test utterances."""
 
+import json
 import pathlib
 import re
 import subprocess
@@ -36,6 +37,8 @@ def test_the_demo_scores_ptq_and_gq_against_the_published_float_model(published_
     assert len(re.findall(r"95 % interval \[", table)) == 3  # each quantized row against float, paired
     assert (out / "wer_bits.png").stat().st_size > 0 and (out / "gq2.gqpk").stat().st_size > 0
     assert checkpoints.load_config(out / "gq2").quant.init_from == str(published_tiny)
+    # The demo decodes only what it reports: not the fine-tune's latent float weights.
+    assert set(json.loads((out / "gq2" / "eval.json").read_text())["test"]) == {"quantized"}
 
 
 @pytest.mark.slow
