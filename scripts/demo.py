@@ -8,7 +8,9 @@
 2. scores the published float model on the test split, and round-to-nearest post-training
    quantization (PTQ) of its weights at 8 bits and at each of `--bits`;
 3. fine-tunes it with GQ at each of `--bits` (`configs/demo_gq.py`, `OUT/gq<b>`; resumable) and
-   scores the hard-quantized models, exporting each packed (`OUT/gq<b>.gqpk`);
+   scores the hard-quantized models, exporting each packed (`OUT/gq<b>.gqpk`); with several
+   `--estimators` (GQ's backward, `gq_jax.GQConfig.estimator`), one fine-tune per estimator and
+   width (`OUT/gq<b>-<estimator>`), a short-run comparison of the estimators;
 4. prints a table of WER, paired 95 % interval of the difference to float over the test
    utterances, bits and packed size, writes it to `OUT/results.md` and the WER-against-bits
    chart to `OUT/wer_bits.png`.
@@ -46,11 +48,15 @@ from training import pictures  # noqa: E402
 Row = tuple[str, float, dict, int]  # (name, bits per weight, scores, packed bytes)
 
 
-def fine_tune_config(model: pathlib.Path, data: pathlib.Path, bits: int, steps: int | None):
-    """`configs/demo_gq.py` for the published `model` at `bits` on `data` (`steps` replaces the budget)."""
+def fine_tune_config(model: pathlib.Path, data: pathlib.Path, bits: int, steps: int | None,
+                     estimator: str | None = None):
+    """`configs/demo_gq.py` for the published `model` at `bits` on `data` (`steps` replaces the
+    budget, `estimator` the config's gradient estimator)."""
     config = demo_gq.get_config(str(model))
     config.data.path = str(data)
     config.quant.rules = ((demo_gq.WEIGHTS, bits, "channel"),)
+    if estimator is not None:
+        config.quant.estimator = estimator
     if steps is not None:
         config.num_train_steps = steps
         config.eval_every_steps = config.checkpoint_every_steps = config.log_every_steps = steps
@@ -84,6 +90,8 @@ def main() -> None:
     parser.add_argument("--size", default="large_demo", choices=sorted(synth.SIZES))
     parser.add_argument("--split", default="test")
     parser.add_argument("--bits", default="4,2", help="comma-separated GQ / PTQ widths")
+    parser.add_argument("--estimators", default=None,
+                        help="comma-separated GQ gradient estimators to compare (default: the config's)")
     parser.add_argument("--gq_steps", type=int, default=None, help="override the fine-tune steps")
     parser.add_argument("--max_examples", type=int, default=0, help="score the first N test utterances")
     args = parser.parse_args()
@@ -105,26 +113,33 @@ def main() -> None:
     rows += [(f"PTQ round {name.split('_')[-1]}", ptq_sizes[name]["average_bits"], scored[name],
               ptq_sizes[name]["total_bytes"]) for name in scored if name != "published"]
 
-    for i, bits in enumerate(widths):
-        workdir = args.out / f"gq{bits}"
-        print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(widths)})", flush=True)
-        train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps), str(workdir))
+    estimators = args.estimators.split(",") if args.estimators else [None]
+    fine_tunes = [(bits, estimator) for estimator in estimators for bits in widths]
+    gq_points: dict[str, list[tuple[float, float]]] = {}  # chart series: (bits per weight, WER)
+    for i, (bits, estimator) in enumerate(fine_tunes):
+        name = f"gq{bits}" if len(estimators) == 1 else f"gq{bits}-{estimator}"
+        workdir = args.out / name
+        print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(fine_tunes)})", flush=True)
+        train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps, estimator),
+                                 str(workdir))
         gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
-                                   export=str(args.out / f"gq{bits}.gqpk"), latent=False)
-        rows.append((f"GQ {bits}-bit", gq["sizes"]["quantized"]["average_bits"],
-                     gq["results"][args.split]["quantized"], gq["export"]["file_bytes"]))
+                                   export=str(args.out / f"{name}.gqpk"), latent=False)
+        suffix = "" if len(estimators) == 1 else f" ({estimator})"
+        average_bits, scores = gq["sizes"]["quantized"]["average_bits"], gq["results"][args.split]["quantized"]
+        rows.append((f"GQ {bits}-bit{suffix}", average_bits, scores, gq["export"]["file_bytes"]))
+        gq_points.setdefault(f"GQ fine-tuned{suffix}", []).append((average_bits, scores["wer"]))
 
     print(f"[4/4] table and pictures in {args.out}", flush=True)
     table = results_table(rows, scored["published"], float32_bytes, args.split)
     pictures.wer_against_bits(
         {"PTQ round-to-nearest": [(bits, s["wer"]) for name, bits, s, _ in rows if name.startswith("PTQ")],
-         "GQ fine-tuned": [(bits, s["wer"]) for name, bits, s, _ in rows if name.startswith("GQ")]},
+         **gq_points},
         args.out / "wer_bits.png", baseline=("float32", scored["published"]["wer"]))
     minutes = (time.time() - start) / 60
     (args.out / "results.md").write_text(f"{table}\n\n(demo ran in {minutes:.1f} min)\n")
     print(table)
-    print(f"\npacked GQ models: {', '.join(str(args.out / f'gq{b}.gqpk') for b in widths)}; pictures: "
-          f"{args.out}/gq<b>/weights_end.png, {args.out / 'wer_bits.png'}; {minutes:.1f} min in all")
+    print(f"\npacked GQ models: {args.out}/gq*.gqpk; pictures: {args.out}/gq*/weights_end.png, "
+          f"{args.out / 'wer_bits.png'}; {minutes:.1f} min in all")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`make demo` (scripts/demo.py) and the train.py command of its config, shrunk only where said: a
 published model of the tiny session float run (not results/models/rnnt_synth_large), the `tiny`
-corpus instead of `large_demo`, GQ at 2 bits only, 2 fine-tune steps, the first 4 test utterances."""
+corpus instead of `large_demo`, GQ at 2 bits only, 2 fine-tune steps, the first 4 test utterances;
+two gradient estimators (`--estimators`), so one test covers the comparison mode as well."""
 
 import json
 import pathlib
@@ -28,17 +29,23 @@ def test_the_demo_scores_ptq_and_gq_against_the_published_float_model(published_
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--model", str(published_tiny), "--out", str(out), "--data",
-         str(tiny_corpus), "--size", "tiny", "--bits", "2", "--gq_steps", "2", "--max_examples", "4"],
+         str(tiny_corpus), "--size", "tiny", "--bits", "2", "--gq_steps", "2", "--max_examples", "4",
+         "--estimators", "soft_jacobian,straight_through"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (out / "results.md").read_text()
-    names = re.findall(r"^\| (float32 \(published\)|PTQ round \dbit|GQ \d-bit) \|", table, re.MULTILINE)
-    assert names == ["float32 (published)", "PTQ round 8bit", "PTQ round 2bit", "GQ 2-bit"]
-    assert len(re.findall(r"95 % interval \[", table)) == 3  # each quantized row against float, paired
-    assert (out / "wer_bits.png").stat().st_size > 0 and (out / "gq2.gqpk").stat().st_size > 0
-    assert checkpoints.load_config(out / "gq2").quant.init_from == str(published_tiny)
-    # The demo decodes only what it reports: not the fine-tune's latent float weights.
-    assert set(json.loads((out / "gq2" / "eval.json").read_text())["test"]) == {"quantized"}
+    names = re.findall(r"^\| (float32 \(published\)|PTQ round \dbit|GQ \d-bit(?: \(\w+\))?) \|", table, re.MULTILINE)
+    assert names == ["float32 (published)", "PTQ round 8bit", "PTQ round 2bit", "GQ 2-bit (soft_jacobian)",
+                     "GQ 2-bit (straight_through)"]
+    assert len(re.findall(r"95 % interval \[", table)) == 4  # each quantized row against float, paired
+    assert (out / "wer_bits.png").stat().st_size > 0
+    for estimator in ("soft_jacobian", "straight_through"):
+        run = out / f"gq2-{estimator}"
+        assert (out / f"gq2-{estimator}.gqpk").stat().st_size > 0
+        config = checkpoints.load_config(run)
+        assert (config.quant.init_from, config.quant.estimator) == (str(published_tiny), estimator)
+        # The demo decodes only what it reports: not the fine-tune's latent float weights.
+        assert set(json.loads((run / "eval.json").read_text())["test"]) == {"quantized"}
 
 
 @pytest.mark.slow
