@@ -9,12 +9,16 @@ the packed ones, and each weight is expanded inside the jitted computation that 
 
 Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry codebook):
 
-  `PackedArray`  words [ceil(N · b / 8)] uint8: the indices at b bits each, little-endian bit order,
-                 exactly the bytes of the packed file's "indices" section; codebook [K] float32;
-                 scale (broadcastable to S) float32. Resident bytes = `QuantizedArray.packed_bytes`.
-                 Expanded as codebook[unpack(words)] · scale: 8 indices fill b bytes, so `unpack`
-                 reads each index from at most two bytes of its group with fixed shifts (no lookup
-                 tables, everything elementwise and fused with the gather by XLA).
+  `PackedArray`  planes: the indices split into bit planes of 1, 2 and 4 bits (b's binary digits,
+                 low bits first: 5 bits = a 1-bit plane + a 4-bit plane; 8 bits = one byte plane),
+                 each packed as `pack_bits` packs indices of that width ([ceil(N · w / 8)] uint8,
+                 repacked once at load from the file's b-bit groups); codebook [K] float32; scale
+                 (broadcastable to S) float32. Resident bytes = `QuantizedArray.packed_bytes` plus
+                 at most 2 (each plane rounds up to whole bytes). Expanded as
+                 codebook[Σ plane · 2^offset] · scale: a plane width divides 8, so each plane byte
+                 holds 8 / w whole indices and unpacking is shifts and masks of a broadcast, in
+                 uint8, one fused loop with the gather (the file's groups, where an index can cross
+                 a byte boundary, made XLA interleave 8 columns: 2-3x slower).
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
                  symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
                  8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
@@ -48,9 +52,9 @@ from gq_jax.packed import load_packed, pack_bits
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PackedArray:
-    """A quantized weight resident as bit-packed indices: W = codebook[unpack(words)] · scale."""
+    """A quantized weight resident as bit planes of its indices: W = codebook[unpack(planes)] · scale."""
 
-    words: jax.Array
+    planes: tuple[jax.Array, ...]
     codebook: jax.Array
     scale: jax.Array
     bits: int = dataclasses.field(metadata=dict(static=True))
@@ -58,8 +62,8 @@ class PackedArray:
     dtype: str = dataclasses.field(metadata=dict(static=True))
 
     def indices(self) -> jax.Array:
-        """[N] int32 indices from the packed words (traceable)."""
-        return unpack_indices(self.words, self.bits, math.prod(self.shape))
+        """[N] uint8 indices from the planes (traceable)."""
+        return unpack_planes(self.planes, self.bits, math.prod(self.shape))
 
     def expand(self) -> jax.Array:
         return (self.codebook[self.indices()].reshape(self.shape) * self.scale).astype(self.dtype)
@@ -91,25 +95,38 @@ def is_resident(x: Any) -> bool:
     return isinstance(x, (PackedArray, Int8Array))
 
 
-def unpack_indices(words: jax.Array, bits: int, count: int) -> jax.Array:
-    """Inverse of `gq_jax.pack_bits` inside jit: [ceil(count · bits / 8)] uint8 -> [count] int32.
+def plane_widths(bits: int) -> tuple[int, ...]:
+    """Widths of the bit planes of a `bits`-bit index, low bits first: its binary digits (5 -> (1, 4),
+    7 -> (1, 2, 4)), each dividing 8; 8 -> (8,)."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits={bits}; expected 1..8")
+    return (8,) if bits == 8 else tuple(w for w in (1, 2, 4) if bits & w)
 
-    Index 8g + j of group g starts at bit j · bits of the group's `bits` bytes; it spans that byte
-    and, when it crosses a byte boundary, the next one.
+
+def pack_planes(indices: np.ndarray, bits: int) -> tuple[np.ndarray, ...]:
+    """The bit planes of `indices` (integers < 2**bits, any shape, flattened): for each width w of
+    `plane_widths(bits)`, the next w bits of every index as `pack_bits(..., w)`, [ceil(N · w / 8)] uint8."""
+    flat, planes, offset = np.asarray(indices).ravel().astype(np.uint8), [], 0
+    for w in plane_widths(bits):
+        planes.append(pack_bits((flat >> offset) & ((1 << w) - 1), w))
+        offset += w
+    return tuple(planes)
+
+
+def unpack_planes(planes: tuple[jax.Array, ...], bits: int, count: int) -> jax.Array:
+    """Inverse of `pack_planes` inside jit: the planes -> [count] uint8 indices.
+
+    Byte i of a w-bit plane holds indices 8i / w ... at bits 0, w, 2w, ...: a [bytes, 8 / w] shift
+    of the broadcast bytes, reshaped in place; then the planes are or-ed at their offsets.
     """
-    if bits == 8:
-        return words.astype(jnp.int32)
-    groups = -(-count // 8)
-    grouped = jnp.pad(words, (0, groups * bits - words.shape[0])).reshape(groups, bits).astype(jnp.int32)
-    mask = (1 << bits) - 1
-    columns = []
-    for j in range(8):
-        byte, shift = divmod(j * bits, 8)
-        value = grouped[:, byte] >> shift
-        if shift + bits > 8:
-            value = value | (grouped[:, byte + 1] << (8 - shift))
-        columns.append(value & mask)
-    return jnp.stack(columns, axis=1).reshape(-1)[:count]
+    index, offset = None, 0
+    for plane, w in zip(planes, plane_widths(bits)):
+        if w < 8:
+            plane = ((plane[:, None] >> jnp.arange(0, 8, w, dtype=jnp.uint8)) & ((1 << w) - 1)).reshape(-1)
+        value = plane[:count]
+        index = value if index is None else index | (value << offset)
+        offset += w
+    return index
 
 
 def _is_uniform_grid(q: QuantizedArray) -> bool:
@@ -118,13 +135,13 @@ def _is_uniform_grid(q: QuantizedArray) -> bool:
 
 def resident_leaf(q: QuantizedArray) -> PackedArray | Int8Array:
     """The resident form of one hardened leaf: `Int8Array` for the 8-bit uniform grid (1 byte per
-    weight either way, and a cheaper expansion), else `PackedArray` (b bits per weight)."""
+    weight either way, and a cheaper expansion), else `PackedArray` (b bits per weight, as bit planes)."""
     if q.bits == 8 and _is_uniform_grid(q):
         half = 2 ** (q.bits - 1) - 1
         values = (np.asarray(q.indices).astype(np.int16) - half).astype(np.int8)
         return Int8Array(jnp.asarray(values), jnp.asarray(q.scale, jnp.float32), jnp.float32(half), q.dtype)
-    words = pack_bits(np.asarray(q.indices), q.bits)
-    return PackedArray(jnp.asarray(words), jnp.asarray(q.codebook, jnp.float32),
+    planes = tuple(map(jnp.asarray, pack_planes(np.asarray(q.indices), q.bits)))
+    return PackedArray(planes, jnp.asarray(q.codebook, jnp.float32),
                        jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape), q.dtype)
 
 

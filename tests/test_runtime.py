@@ -7,6 +7,7 @@ import pytest
 
 import gq_jax
 from gq_jax import runtime
+from gq_jax.artifact import is_quantized
 from models import decoding
 from models.rnnt import make_rnnt
 
@@ -46,10 +47,13 @@ def packed(request, rnnt, tmp_path_factory):
 
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("count", [1, 7, 8, 9, 1001])
-def test_unpack_indices_inside_jit_inverts_pack_bits(bits, count):
+def test_unpack_planes_inside_jit_inverts_pack_planes(bits, count):
     indices = np.random.default_rng(bits * 1000 + count).integers(0, 2**bits, size=count)
-    words = jnp.asarray(gq_jax.pack_bits(indices, bits))
-    unpacked = jax.jit(runtime.unpack_indices, static_argnums=(1, 2))(words, bits, count)
+    planes = runtime.pack_planes(indices, bits)
+    assert [p.nbytes for p in planes] == [-(-count * w // 8) for w in runtime.plane_widths(bits)]
+    assert sum(runtime.plane_widths(bits)) == bits
+    unpacked = jax.jit(runtime.unpack_planes, static_argnums=(1, 2))(tuple(map(jnp.asarray, planes)), bits, count)
+    assert unpacked.dtype == jnp.uint8
     np.testing.assert_array_equal(unpacked, indices)
 
 
@@ -84,8 +88,14 @@ def test_resident_bytes_equal_the_size_report(packed):
                       for x in jax.tree_util.tree_leaves(tree, is_leaf=runtime.is_resident))
     if int8_leaves:  # int8 values and scales (SizeReport.uint8_bytes) plus one float32 L per leaf
         assert runtime.resident_bytes(tree) == exported.sizes.uint8_bytes + 4 * int8_leaves
-    else:  # the packed file's sections exactly
-        assert runtime.resident_bytes(tree) == gq_jax.size_report(gq_jax.load_packed(path)).total_bytes
+    else:  # the packed file's sections, its b-bit index bytes as bit planes (each rounded up to bytes)
+        hardened = gq_jax.load_packed(path)
+        quantized = [q for q in jax.tree_util.tree_leaves(hardened, is_leaf=is_quantized)
+                     if is_quantized(q)]
+        rounding = sum(sum(-(-q.indices.size * w // 8) for w in runtime.plane_widths(q.bits))
+                       - -(-q.indices.size * q.bits // 8) for q in quantized)
+        assert 0 <= rounding <= 2 * len(quantized)
+        assert runtime.resident_bytes(tree) == gq_jax.size_report(hardened).total_bytes + rounding
 
 
 def test_the_compiled_decoder_takes_the_packed_buffers_and_expands_each_layer_after_the_one_before(rnnt, packed):
