@@ -56,8 +56,17 @@ def _model(make, options, seed: int = 0):
 
 
 def _streamed_encoder(model, variables, audio, stats, chunk_samples):
-    """Features and encoder frames computed stage by stage, chunk by chunk, as `greedy`'s step does."""
+    """Features and encoder frames computed stage by stage, chunk by chunk, as `greedy`'s step does
+    (the stages of one chunk jit-compiled once: run eagerly, every chunk recompiles its scans)."""
     window, _ = model.encoder.stream_window()
+
+    @jax.jit
+    def stages(samples, frames_left, state, chunk, count):
+        frames, num_frames, samples = streaming.audio_to_frames(samples, chunk, count, stats)
+        enc, num_enc, frames_left, state = streaming.frames_to_encoder(model, variables, frames_left, frames,
+                                                                       num_frames, state)
+        return frames, num_frames, enc, num_enc, samples, frames_left, state
+
     samples, frames_left = streaming.empty_queue(399), streaming.empty_queue(window - 1, (NUM_BINS,))
     state = model.encoder.initial_stream_state(1, 6000)
     features, encoded = [], []
@@ -65,12 +74,12 @@ def _streamed_encoder(model, variables, audio, stats, chunk_samples):
         chunk = np.zeros(chunk_samples, np.float32)
         piece = audio[start:start + chunk_samples]
         chunk[:len(piece)] = piece
-        frames, count, samples = streaming.audio_to_frames(samples, jnp.asarray(chunk), len(piece), stats)
+        frames, count, enc, num_enc, samples, frames_left, state = stages(
+            samples, frames_left, state, jnp.asarray(chunk), jnp.int32(len(piece)))
         features.append(frames[:count])
-        enc, num_enc, frames_left, state = streaming.frames_to_encoder(model, variables, frames_left, frames,
-                                                                       count, state)
         encoded.append(enc[:num_enc])
-    enc, num_enc = streaming.encoder_tail(model, variables, frames_left, state)
+    enc, num_enc = jax.jit(lambda left, state: streaming.encoder_tail(model, variables, left, state))(
+        frames_left, state)
     return np.concatenate(features), np.concatenate(encoded + [enc[:num_enc]])
 
 
