@@ -1,17 +1,44 @@
-"""Test-wide set-up: the repository root on sys.path, and the session fixtures several modules share.
+"""Test-wide set-up: the repository root on sys.path, one XLA compilation cache for the session, and
+the session fixtures several modules share.
 
 `tiny_corpus` (the tiny synth-en corpus), `float_run` and `gq_run` (6-step training runs on it) are
 built once per session.
+
+The compilation cache: most of a tiny training run's CPU time is XLA compiling the same programs
+(the tiny config's train and eval steps, a recipe's steps) that other tests, other pytest-xdist
+workers and the train.py / eval.py subprocesses compile again. JAX's persistent cache, in one fresh
+folder per `pytest` invocation that every worker and subprocess inherits through the environment,
+compiles each program once; a cache hit runs the same executable, so nothing a test checks changes.
+A JAX_COMPILATION_CACHE_DIR already set is used as it is.
 """
 
+import atexit
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the first process (xdist's controller) makes it
+    _cache = tempfile.mkdtemp(prefix="gq-jax-tests-xla-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+if "jax" in sys.modules:  # imported before this file (a plugin): its config has read the environment
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                      int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 from tests.tiny_run import tiny_config  # noqa: E402
 
