@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-core
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test demo bench apt setup
+.PHONY: test test-slow demo bench apt setup
 
 # Debian packages listed in packages.apt: installed when missing (as root), else the command to run.
 apt:
@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml
 
 setup: apt $(STAMP)
 
+# Two tiers, each under 15 minutes on 2 idle cores: `make test` all but the tests marked slow (the
+# end-to-end ones: training runs, the recipes and README commands, the demo); `make test-slow` those.
 test: setup
-	$(PY) -m pytest -q -ra -n auto
+	$(PY) -m pytest -q -ra -n auto -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -ra -n auto -m slow
 
 demo: setup
 	$(PY) scripts/demo.py

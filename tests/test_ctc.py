@@ -64,6 +64,7 @@ def test_best_path_decoding_merges_repeats_and_drops_blanks():
         assert result.token_ids == [expected, expected]
 
 
+@pytest.mark.slow
 def test_transcribe_decodes_with_the_ctc_head_when_asked(tiny_corpus, tmp_path):
     import train
     from tests.tiny_run import tiny_config

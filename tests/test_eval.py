@@ -87,6 +87,7 @@ def test_data_flag_reads_a_manifest_file_as_its_own_split(tiny_corpus):
     assert (folder.kind, splits) == ("manifest", None)
 
 
+@pytest.mark.slow
 def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_workdir(gq_run, tiny_corpus,
                                                                                         tmp_path):
     folder = tmp_path / "published"
@@ -108,6 +109,7 @@ def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_w
     assert sum(row["utterance_words"]) == row["num_words"]
 
 
+@pytest.mark.slow
 def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tiny_corpus, tmp_path):
     import subprocess
     import sys
@@ -136,6 +138,7 @@ def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tin
     assert both.returncode != 0 and "exactly one of --workdir" in both.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_averaging_is_the_mean_of_the_latest_checkpoints(float_run):
     import jax
     import numpy as np

@@ -119,6 +119,7 @@ def test_conformer_gradient_reaches_every_quantized_kernel():
         assert np.all(np.isfinite(by_path[path])) and np.any(by_path[path] != 0), path
 
 
+@pytest.mark.slow
 def test_training_a_few_steps_from_a_float_run_changes_the_parameters(tiny_corpus, float_run, tmp_path):
     import train
 
