@@ -12,8 +12,9 @@
    `--estimators` (GQ's backward, `gq_jax.GQConfig.estimator`), one fine-tune per estimator and
    width (`OUT/gq<b>-<estimator>`), a short-run comparison of the estimators;
 4. prints a table of WER, paired 95 % interval of the difference to float over the test
-   utterances, bits and packed size, writes it to `OUT/results.md` and the WER-against-bits
-   chart to `OUT/wer_bits.png`.
+   utterances, bits and packed size, writes it to `OUT/results.md` (each row's scores, with the
+   per-utterance error and word counts the intervals come from, to `OUT/scores.json`) and the
+   WER-against-bits chart to `OUT/wer_bits.png`.
 
 The same steps as commands:
 
@@ -28,6 +29,7 @@ The same steps as commands:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -137,6 +139,8 @@ def main() -> None:
         args.out / "wer_bits.png", baseline=("float32", scored["published"]["wer"]))
     minutes = (time.time() - start) / 60
     (args.out / "results.md").write_text(f"{table}\n\n(demo ran in {minutes:.1f} min)\n")
+    (args.out / "scores.json").write_text(json.dumps(
+        {name: {"bits_per_weight": bits, "packed_bytes": size, **s} for name, bits, s, size in rows}, indent=1))
     print(table)
     print(f"\npacked GQ models: {args.out}/gq*.gqpk; pictures: {args.out}/gq*/weights_end.png, "
           f"{args.out / 'wer_bits.png'}; {minutes:.1f} min in all")

@@ -39,6 +39,8 @@ def test_the_demo_scores_ptq_and_gq_against_the_published_float_model(published_
                      "GQ 2-bit (straight_through)"]
     assert len(re.findall(r"95 % interval \[", table)) == 4  # each quantized row against float, paired
     assert (out / "wer_bits.png").stat().st_size > 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert list(scores) == names and all(len(s["utterance_errors"]) == 4 for s in scores.values())
     for estimator in ("soft_jacobian", "straight_through"):
         run = out / f"gq2-{estimator}"
         assert (out / f"gq2-{estimator}.gqpk").stat().st_size > 0
