@@ -1,6 +1,8 @@
 """experiments/statistics.py: per-utterance scores and the paired bootstrap of a WER difference, and
 the report's use of them (intervals where per-utterance scores exist, the lossless rule)."""
 
+import json
+
 import jiwer
 import numpy as np
 import pytest
@@ -155,3 +157,21 @@ def test_an_ablation_with_per_utterance_scores_matters_when_an_interval_excludes
 def test_the_report_states_the_lossless_rule(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "**Lossless** means the interval's upper end is at most +2 % relative of the float WER" in text
+
+
+def test_compare_reads_two_json_files_and_names_a_missing_key(tmp_path, capsys):
+    from experiments import compare
+
+    (ea, words), (eb, _) = _system(3), _system(4)
+    counts = lambda e: {statistics.UTTERANCE_ERRORS: e.tolist(), statistics.UTTERANCE_WORDS: words.tolist()}
+    (tmp_path / "a.json").write_text(json.dumps({"test": {"quantized": counts(ea)}}))
+    (tmp_path / "b.json").write_text(json.dumps({"GQ 4-bit": counts(eb)}))
+    result = compare.compare(f"{tmp_path}/a.json:test/quantized", f"{tmp_path}/b.json:GQ 4-bit")
+    assert result == statistics.paired_bootstrap(ea, words, eb, words)
+    compare.main([f"{tmp_path}/a.json:test/quantized", f"{tmp_path}/b.json:GQ 4-bit"])
+    assert statistics.describe(result) in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no key 'dev'.*there: \\['test'\\]"):
+        compare.scores_at(f"{tmp_path}/a.json:dev/quantized")
+    (tmp_path / "short.json").write_text(json.dumps({"x": counts(ea[:10])}))
+    with pytest.raises(ValueError, match="same utterances"):
+        compare.compare(f"{tmp_path}/a.json:test/quantized", f"{tmp_path}/short.json:x")
