@@ -119,14 +119,14 @@ def main() -> None:
     fine_tunes = [(bits, estimator) for estimator in estimators for bits in widths]
     gq_points: dict[str, list[tuple[float, float]]] = {}  # chart series: (bits per weight, WER)
     for i, (bits, estimator) in enumerate(fine_tunes):
-        name = f"gq{bits}" if len(estimators) == 1 else f"gq{bits}-{estimator}"
+        compared = len(estimators) > 1  # name each run and row by its estimator
+        name, suffix = (f"gq{bits}-{estimator}", f" ({estimator})") if compared else (f"gq{bits}", "")
         workdir = args.out / name
         print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(fine_tunes)})", flush=True)
         train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps, estimator),
                                  str(workdir))
         gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
                                    export=str(args.out / f"{name}.gqpk"), latent=False)
-        suffix = "" if len(estimators) == 1 else f" ({estimator})"
         average_bits, scores = gq["sizes"]["quantized"]["average_bits"], gq["results"][args.split]["quantized"]
         rows.append((f"GQ {bits}-bit{suffix}", average_bits, scores, gq["export"]["file_bytes"]))
         gq_points.setdefault(f"GQ fine-tuned{suffix}", []).append((average_bits, scores["wer"]))
