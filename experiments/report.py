@@ -101,6 +101,28 @@ def main_table(model: str, results: dict[str, dict[str, Any]], scale: str) -> li
     return lines
 
 
+def differences_table(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
+    """Every measured quantized or control row of `model` against its float row: WER_row − WER_float
+    in points with the paired 95 % interval, on each split of SPLITS, greedy and beam BEAM ("-" where
+    either row lacks that decode's per-utterance scores); [] without a measured float row."""
+    float_run = results.get(f"{model}_float")
+    if float_run is None:
+        return []
+    columns = [(decode, split) for decode in ("greedy", f"beam{BEAM}") for split in SPLITS]
+    header = ["run", "bits"] + [f"Δ {split} {decode.replace('beam', 'beam ')}" for decode, split in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, experiment in registry.EXPERIMENTS.items():
+        if experiment.model != model or experiment.parent is None or name not in results:
+            continue
+        cells = []
+        for decode, split in columns:
+            d = paired(float_run, results[name], split, decode)
+            cells.append("-" if d is None else
+                         f"{100 * d.difference:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]")
+        lines.append(f"| {name} | {results[name]['average_bits']:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def ablation_table(results: dict[str, dict[str, Any]], scale: str) -> list[str]:
     header = ["setting", "value"] + [f"WER test % at {b} bits" for b in registry.ABLATION_BITS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -288,9 +310,21 @@ def standard_error(wer: float, words: int) -> float:
     return (p * (1 - p) / words) ** 0.5
 
 
+def operating_point(results: dict[str, dict[str, Any]]) -> str:
+    """The float models' test WERs of a scale ("rnnt 56.3 %, conformer 61.6 %"), or MISSING."""
+    wers = [f"{model} {_pct(test_wer(results[f'{model}_float']), 1)} %" for model in registry.MODELS
+            if f"{model}_float" in results]
+    return ", ".join(wers) or MISSING
+
+
 def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root: pathlib.Path) -> list[str]:
-    """The section of one scale: set-up, headline, a main table and plot per model, ablations."""
-    out = [f"## Scale `{scale.name}`: {scale.description}", "",
+    """The section of one scale: set-up, headline, a main table, paired differences and plot per model,
+    ablations. A scale other than registry.HEADLINE_SCALE is an appendix named for its operating point."""
+    title = f"## Scale `{scale.name}`: {scale.description}"
+    if scale.name != registry.HEADLINE_SCALE:
+        title = (f"## Appendix: scale `{scale.name}`, an operating point at float test WER "
+                 f"{operating_point(results)} ({scale.description})")
+    out = [title, "",
            f"Fine-tune budget: {', '.join(f'{m} {n} steps' for m, n in scale.finetune_steps.items())}. "
            f"Run a row with `python -m experiments.run NAME --scale {scale.name}`.", "",
            *[setup_line(model, results) for model in registry.MODELS], ""]
@@ -303,6 +337,10 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
     out += ["Ablations (RNN-T, test WER):", "", *ablation_headline(results), ""]
     for model in registry.MODELS:
         out += [f"### {model}", "", *main_table(model, results, scale.name), ""]
+        differences = differences_table(model, results)
+        if differences:
+            out += [f"WER differences to {model}_float in points, with the paired 95 % interval, on each split "
+                    "and decode:", "", *differences, ""]
         points = plot_points(model, results)
         if points:
             picture = f"{scale.name}/wer_against_bits_{model}.png"
@@ -330,9 +368,15 @@ def render(results_by_scale: dict[str, dict[str, dict[str, Any]]], root: pathlib
            "where both runs' eval.json hold per-utterance scores. **Lossless** means the interval's upper end is "
            f"at most +{100 * MATCH_RELATIVE:.0f} % relative of the float WER. Rows without per-utterance scores "
            "are compared by their WERs alone, marked \"no interval\".", ""]
-    by_measured = sorted(registry.SCALES.values(), key=lambda scale: -len(results_by_scale[scale.name]))
-    for scale in by_measured:
-        out += render_scale(scale, results_by_scale[scale.name], root)
+    others = sorted((s for s in registry.SCALES.values() if s.name != registry.HEADLINE_SCALE),
+                    key=lambda scale: -len(results_by_scale[scale.name]))
+    out += render_scale(registry.get_scale(registry.HEADLINE_SCALE), results_by_scale[registry.HEADLINE_SCALE], root)
+    unmeasured = [scale for scale in others if not results_by_scale[scale.name]]
+    for scale in others:
+        if results_by_scale[scale.name]:
+            out += render_scale(scale, results_by_scale[scale.name], root)
+    if unmeasured:
+        out += ["## Scales not yet measured", "", *[f"- `{scale.name}`: {scale.description}." for scale in unmeasured], ""]
     return "\n".join(out)
 
 

@@ -19,8 +19,8 @@ real-time factor on test (benchmarks/latency.py), and training step time over fl
 for the same checkpoint and settings.
 
 Files in results/SCALE/NAME/: config.json, command.txt (this command and the equivalent train.py /
-eval.py commands), metrics.json (budget, steps trained, wall time, git commit, sizes, RTF, step
-time), eval.json ({decode: {split: scores}}), training_metrics.jsonl, sizes.txt and the pictures
+eval.py commands), metrics.json (budget, steps trained, training wall time and resumes as train.py's
+clock records them, git commit, sizes, RTF, step time), eval.json ({decode: {split: scores}}), training_metrics.jsonl, sizes.txt and the pictures
 (training_curves.png; weights_start/end.png for quantization-aware runs).
 
 `--budget-steps` sets `num_train_steps` (recorded next to the planned budget; a later run with
@@ -262,6 +262,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     timing = (step_time.step_time_ratio(config, settings.step_time_steps) if experiment.kind != "post"
               else {"step_time_s": None, "float_step_time_s": None, "step_time_ratio": None})
     sessions = read_jsonl(workdir / SESSIONS_FILE)
+    wall_s, resumes = metrics.run_clock(workdir)
     history = read_jsonl(workdir / metrics.METRICS_FILE)
     dev = [(r["dev_wer"], r["step"]) for r in history if r.get("dev_wer") is not None]
     planned = registry.build_config(experiment, scale, settings.runs_root).num_train_steps
@@ -271,8 +272,8 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         "rules": [list(r) for r in config.quant.rules] if report.quantized_weights else [],
         "budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
         "planned_steps": 0 if experiment.kind == "post" else planned,
-        "trained_steps": trained_step, "train_wall_s": sum(s["wall_s"] for s in sessions),
-        "train_sessions": len(sessions), "eval_wall_s": eval_wall_s,
+        "trained_steps": trained_step, "train_wall_s": wall_s or sum(s["wall_s"] for s in sessions),
+        "train_resumes": resumes, "train_sessions": len(sessions), "eval_wall_s": eval_wall_s,
         "best_dev_wer": min(dev)[0] if dev else None, "best_dev_step": min(dev)[1] if dev else None,
         "size_bytes": report.total_bytes, "float32_bytes": report.float32_bytes,
         "average_bits": report.average_bits if report.quantized_weights else 32.0,

@@ -8,7 +8,7 @@ import jax
 import pytest
 
 import gq_jax
-from experiments import registry, report, run, step_time
+from experiments import registry, report, run, statistics, step_time
 from training import config as config_lib
 from training import metrics
 from training import state as state_lib
@@ -261,3 +261,33 @@ def test_override_values_are_parsed_as_literals_or_kept_as_text():
     assert run.parse_override("data.path=data/x") == ("data.path", "data/x")
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         run.parse_override("novalue")
+
+
+def test_the_differences_table_has_a_paired_interval_per_split_and_decode_where_scores_exist():
+    def row(name: str, errors: list[int], beam: bool) -> dict:
+        scores = {split: {"wer": sum(errors) / 40, statistics.UTTERANCE_ERRORS: errors,
+                          statistics.UTTERANCE_WORDS: [10] * 4} for split in run.SPLITS}
+        return {"name": name, "average_bits": 4.0, "eval": {"greedy": scores, **({"beam4": scores} if beam else {})}}
+
+    results = {"rnnt_float": row("rnnt_float", [1, 2, 0, 1], True), "rnnt_gq_4": row("rnnt_gq_4", [3, 2, 1, 2], False)}
+    lines = report.differences_table("rnnt", results)
+    assert lines[0].startswith("| run | bits | Δ test greedy |") and "Δ real beam 4" in lines[0]
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:2] == ["rnnt_gq_4", "4.00"] and cells[2].startswith("+10.00 [")  # (8 - 4) / 40 words
+    assert cells[2 + len(run.SPLITS):] == ["-"] * len(run.SPLITS)  # no beam scores for the GQ row
+    assert report.differences_table("conformer", results) == []
+
+
+def test_scales_other_than_the_headline_one_are_appendices_named_for_their_operating_point(tmp_path):
+    folder = tmp_path / "cpu" / "rnnt_float"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({
+        "name": "rnnt_float", "model": "rnnt", "method": "float", "kind": "train", "table": "main",
+        "average_bits": 32.0, "size_bytes": 4, "saving_vs_8bit": -3.0, "greedy_rtf": 0.1, "step_time_ratio": None,
+        "trained_steps": 10, "planned_steps": 10, "float32_bytes": 4, "best_dev_wer": 0.6, "best_dev_step": 10,
+        "settings": {"data": None, "overrides": []}, "eval_settings": {"max_examples": 0, "data": "d"}}))
+    (folder / "eval.json").write_text(json.dumps({"greedy": {s: {"wer": 0.563, "num_words": 100} for s in run.SPLITS}}))
+    text = report.write_report(tmp_path).read_text()
+    headline_at, appendix_at = text.index(f"## Scale `{registry.HEADLINE_SCALE}`"), text.index("## Appendix: scale `cpu`")
+    assert headline_at < appendix_at and "an operating point at float test WER rnnt 56.3 %" in text
+    assert "## Scales not yet measured" in text and "- `recipe`:" in text
