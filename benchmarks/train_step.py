@@ -3,7 +3,7 @@ loss+grad over the step time as a share of a float32 matmul's rate measured in t
 where the time goes.
 
     python benchmarks/train_step.py --corpus data/synth-en-large [--configs rnnt_synth_cpu,...]
-        [--steps 8]
+        [--steps 8] [--set FIELD=VALUE ...]
 
 For each config (default: the compact `*_synth_cpu` and the `*_synth_large` recipes), on batches
 planned from `--corpus` with the config's own batch settings and random weights:
@@ -18,6 +18,10 @@ planned from `--corpus` with the config's own batch settings and random weights:
             output), optimizer update, host (loading one batch in-process and copying it to the
             device)
 
+`--set` overrides a config field (e.g. `model.subsampling_channels=128`): of every config, or, when
+some names in `--configs` end in "+", of those only, to time a variant against the recipe in the
+same run (`--configs conformer_synth_large,conformer_synth_large+`; a "+" row has the overrides).
+
 Run it on an otherwise idle machine: every figure is a time.
 """
 
@@ -30,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +45,7 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 from corpora import batching  # noqa: E402
+from experiments import registry, run  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import input_pipeline  # noqa: E402
 from training import state as state_lib  # noqa: E402
@@ -67,9 +72,12 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / median_seconds(lambda: matmul(a, b), repeats) / 1e9
 
 
-def measure(name: str, corpus: pathlib.Path, steps: int) -> dict[str, float]:
+def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tuple[str, Any]] = ()
+            ) -> dict[str, float]:
     config = importlib.import_module(f"configs.{name}").get_config()
     config.data.path = str(corpus)
+    for field, value in overrides:
+        registry.set_field(config, field, value)
     train_split = input_pipeline.source(config.data, config.data.train_split)
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), train_split)
@@ -136,17 +144,25 @@ def main() -> None:
     parser.add_argument("--corpus", type=pathlib.Path, required=True, help="a synth-en (manifest) folder")
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="names under configs/")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="config override of every config; a config named NAME+ runs with them, "
+                             "NAME without (default: all configs with them)")
     args = parser.parse_args()
+    overrides = [run.parse_override(text) for text in args.set]
+    if overrides:
+        print("overrides: " + ", ".join(f"{field}={value!r}" for field, value in overrides))
     peak = matmul_gflops()
     print(f"float32 2048^3 matmul: {peak:.1f} GFLOP/s on {jax.devices()[0].platform} "
           f"({jax.device_count()} device(s))")
-    header = (f"{'config':<22} {'params':>8} {'batch RxSxU':>16} {'step ms':>8} {'audio-s/s':>9} {'GFLOP':>7} "
+    header = (f"{'config':<22} {'params':>10} {'batch RxSxU':>16} {'step ms':>8} {'audio-s/s':>9} {'GFLOP':>7} "
               f"{'% peak':>7} | {'front':>6} {'encoder':>8} {'pred+jnt':>8} {'optim':>6} {'host':>6}")
     print(header)
-    for name in args.configs.split(","):
-        r = measure(name, args.corpus, args.steps)
+    for entry in args.configs.split(","):
+        name, with_overrides = entry.rstrip("+"), entry.endswith("+") or "+" not in args.configs
+        r = measure(name, args.corpus, args.steps, overrides if with_overrides else ())
         shape = r["shape"]
-        print(f"{name:<22} {r['parameters'] / 1e6:>7.2f}M {shape.rows:>4}x{shape.max_samples:>6}x{shape.max_labels:<4} "
+        label = name + ("+" if with_overrides and overrides else "")
+        print(f"{label:<22} {r['parameters']:>10,} {shape.rows:>4}x{shape.max_samples:>6}x{shape.max_labels:<4} "
               f"{1000 * r['step_s']:>8.0f} {r['audio_s'] / r['step_s']:>9.0f} {r['gflop']:>7.2f} "
               f"{100 * r['gflop'] / r['step_s'] / peak:>6.1f}% | "
               + " ".join(f"{1000 * r[p]:>{w}.0f}" for p, w in (("front end", 6), ("encoder", 8),

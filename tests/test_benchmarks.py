@@ -42,3 +42,17 @@ def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():
     # Every utterance starts an engine and sox: tens of ms of CPU in the worker's children at least.
     assert cpu_ms >= 10, out
     assert re.search(r"build \d+ min on 1 idle cores", out), out
+
+
+@pytest.mark.slow
+def test_the_train_step_benchmark_times_a_config_and_its_variant_in_one_run(tiny_corpus):
+    """Shrunk to configs/test_tiny.py on the tiny corpus, 1 timed step (the recipes' rows are in
+    results/benchmarks/train_step.txt)."""
+    out = run("benchmarks/train_step.py", "--corpus", str(tiny_corpus), "--configs", "test_tiny,test_tiny+",
+              "--set", "model.encoder_hidden_size=8", "--steps", "1")
+    assert "overrides: model.encoder_hidden_size=8" in out and re.search(r"matmul: [\d.]+ GFLOP/s", out)
+    rows = {m[0]: m for m in re.findall(r"^(test_tiny\+?)\s+([\d,]+) .* ([\d.]+)%", out, re.MULTILINE)}
+    assert set(rows) == {"test_tiny", "test_tiny+"}, out
+    parameters = {name: int(row[1].replace(",", "")) for name, row in rows.items()}
+    assert parameters["test_tiny+"] < parameters["test_tiny"]  # the narrower encoder has fewer parameters
+    assert all(float(share) > 0 for _, _, share in rows.values())
