@@ -194,16 +194,23 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
         pathlib.Path(str(export) + ".size.txt").write_text(f"{report}\nfile: {size_bytes} bytes\n")
         output["export"] = {"path": str(export), "file_bytes": size_bytes}
     if publish:
-        wall_s, resumes = metrics.run_clock(workdir)
-        card = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
-                "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes,
-                "method": run.config.quant.method}
-        # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
-        float_dtype = "float32" if exported.sizes.quantized_weights else "float16"
-        published.publish(run.config, run.tokenizer, exported.hardened, publish, card, float_dtype,
-                          run.feature_stats)
+        publish_run(run, exported, workdir, publish)
         output["publish"] = publish
     return output
+
+
+def publish_run(run: runs.Run, exported: gq_jax.Export, workdir: str | pathlib.Path, folder: str | pathlib.Path,
+                **card: Any) -> gq_jax.SizeReport:
+    """Writes `exported` (the run's model) as a published folder whose card names the run, its
+    checkpoints, budget, wall time and resumes (and `card`'s extra fields)."""
+    wall_s, resumes = metrics.run_clock(workdir)
+    card = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
+            "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes,
+            "method": run.config.quant.method, **card}
+    # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
+    float_dtype = "float32" if exported.sizes.quantized_weights else "float16"
+    return published.publish(run.config, run.tokenizer, exported.hardened, folder, card, float_dtype,
+                             run.feature_stats)
 
 
 def serving(model: published.Published, folder: str, runtime: str) -> tuple[published.Published, Any]:

@@ -23,6 +23,9 @@ eval.py commands), metrics.json (budget, steps trained, training wall time and r
 clock records them, git commit, sizes, RTF, step time), eval.json ({decode: {split: scores}}), training_metrics.jsonl, sizes.txt and the pictures
 (training_curves.png; weights_start/end.png for quantization-aware runs).
 
+`--publish-root DIR` also writes each quantized main row's shipped model as a published folder
+DIR/NAME_SCALE (`eval.publish_run`: what `python eval.py --model DIR/NAME_SCALE` scores).
+
 `--budget-steps` sets `num_train_steps` (recorded next to the planned budget; a later run with
 the full budget continues from the checkpoint, though the learning-rate schedule then differs
 from an uninterrupted run's). `--set` overrides any config field (recorded in config.json and
@@ -73,6 +76,7 @@ class Settings:
     step_time_steps: int = 10
     runs_root: str = "runs/results"
     results_root: str = "results"
+    publish_root: str | None = None  # publish each quantized main row to PUBLISH_ROOT/NAME_SCALE
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -284,6 +288,11 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         **provenance,
     }
     publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
+    if settings.publish_root is not None and experiment.table == "main" and report.quantized_weights:
+        folder = pathlib.Path(settings.publish_root) / f"{name}_{scale.name}"
+        eval_cmd.publish_run(run, shipped, workdir if experiment.kind != "post" else parent_dir, folder,
+                             experiment=name, scale=scale.name, method=experiment.method,
+                             test_wer=decodes["greedy"]["test"]["wer"])
     return result
 
 
@@ -324,7 +333,7 @@ def option_argv(args: argparse.Namespace, parser: argparse.ArgumentParser) -> li
     words = ["--scale", args.scale]
     for flag, value in (("--budget-steps", args.budget_steps), ("--data", args.data),
                         ("--max-examples", args.max_examples or None), ("--runs-root", args.runs_root),
-                        ("--results-root", args.results_root)):
+                        ("--results-root", args.results_root), ("--publish-root", args.publish_root)):
         if value is not None and default(flag) != value:
             words += [flag, str(value)]
     for override in args.set:
@@ -347,6 +356,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--step-time-steps", type=int, default=10, help="timed steps per step-time measurement")
     parser.add_argument("--runs-root", default="runs/results", help="training workdirs (checkpoints)")
     parser.add_argument("--results-root", default="results", help="published files")
+    parser.add_argument("--publish-root", default=None,
+                        help="also publish each quantized main row as a model folder PUBLISH_ROOT/NAME_SCALE "
+                             "(eval.py --model scores it)")
     return parser
 
 
@@ -363,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         settings = Settings(args.scale, args.budget_steps, args.data, tuple(parse_override(s) for s in args.set),
-                            args.max_examples, args.step_time_steps, args.runs_root, args.results_root)
+                            args.max_examples, args.step_time_steps, args.runs_root, args.results_root,
+                            args.publish_root)
     except ValueError as e:
         sys.exit(f"experiments.run: error: {e}")
     options = option_argv(args, parser)

@@ -1,16 +1,18 @@
 """experiments/: the registry is consistent, a run writes every published file and resumes instead of
 retraining, and the report is regenerated from those files only ("not yet measured" otherwise)."""
 
+import dataclasses
 import json
 import pathlib
 
 import jax
 import pytest
 
+import eval as eval_cmd
 import gq_jax
 from experiments import registry, report, run, statistics, step_time
 from training import config as config_lib
-from training import metrics
+from training import metrics, published
 from training import state as state_lib
 
 # The machinery on a seconds-sized model (recorded in each run's config.json and command.txt).
@@ -174,10 +176,17 @@ def test_a_qwix_fine_tune_names_the_weights_qwix_kept_float(tiny_results, tiny_c
 
 @pytest.mark.slow
 def test_post_training_run_quantizes_the_parent_without_training(tiny_results, tiny_corpus):
-    result = run.run_experiment("rnnt_ptq_kmeans_2", settings(tiny_corpus, tiny_results, None))
+    models = tiny_results / "models"
+    result = run.run_experiment("rnnt_ptq_kmeans_2", dataclasses.replace(
+        settings(tiny_corpus, tiny_results, None), publish_root=str(models)))
     assert (result["kind"], result["budget_steps"], result["average_bits"]) == ("post", 0, 2.0)
     assert not (tiny_results / "runs/recipe/rnnt_ptq_kmeans_2/checkpoints").exists()
     assert result["step_time_ratio"] is None
+    # --publish-root: the shipped model as a published folder, which eval.py --model scores.
+    model = published.load(models / "rnnt_ptq_kmeans_2_recipe")
+    assert (model.card["experiment"], model.card["method"], model.sizes.average_bits) == ("rnnt_ptq_kmeans_2", "ptq_kmeans", 2.0)
+    scored = eval_cmd.evaluate_published(str(models / "rnnt_ptq_kmeans_2_recipe"), str(tiny_corpus), ["test"], max_examples=1)
+    assert scored["results"]["test"]["published"]["wer"] == pytest.approx(model.card["test_wer"])
 
 
 def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_path, tiny_corpus):
