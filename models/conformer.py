@@ -164,6 +164,29 @@ class FeedForward(nn.Module):
         return dropout(nn.Dense(x.shape[-1], name="output")(dropout(h)))
 
 
+class DepthwiseConv1D(nn.Module):
+    """A depthwise convolution over time as K shifted multiply-adds: out[t] = Σ_k x[t + k] w[k] + b
+    on `x` padded by `padding` = (before, after) frames, x `[B, T, D]` -> `[B, T + before + after - K
+    + 1, D]`.
+
+    Same parameters (`kernel` [K, 1, D], `bias` [D]), initialisation and outputs as
+    `nn.Conv(D, (K,), feature_group_count=D)`, whose grouped convolution XLA's CPU backend runs
+    about 2-3x slower forward+backward (`benchmarks/train_step.py` times the encoders).
+    """
+
+    kernel_size: int
+    padding: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, dim = self.kernel_size, x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, 1, dim), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (dim,), jnp.float32)
+        x = jnp.pad(x, ((0, 0), self.padding, (0, 0)))
+        frames = x.shape[1] - k + 1
+        return sum(x[:, i:i + frames] * kernel[i, 0] for i in range(k)) + bias
+
+
 class ConvolutionModule(nn.Module):
     """LN, pointwise conv + GLU, depthwise conv (kernel K), LN, swish, pointwise conv, dropout."""
 
@@ -185,13 +208,13 @@ class ConvolutionModule(nn.Module):
         h = nn.glu(nn.Dense(2 * dim, name="pointwise_in")(nn.LayerNorm(name="norm")(x)))
         h = jnp.where(valid[..., None], h, 0.0)
         k = self.kernel_size
-        padding = [(k - 1, 0)] if self.causal else [((k - 1) // 2, k // 2)]
+        padding = (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)
         inputs = h
         if history is not None:
             if not self.causal:
                 raise ValueError("ConvolutionModule: a history of past inputs needs causal=True")
-            padding, inputs = [(0, 0)], jnp.concatenate([history, h], axis=1)
-        out = nn.Conv(dim, (k,), padding=padding, feature_group_count=dim, name="depthwise")(inputs)
+            padding, inputs = (0, 0), jnp.concatenate([history, h], axis=1)
+        out = DepthwiseConv1D(k, padding, name="depthwise")(inputs)
         out = nn.swish(nn.LayerNorm(name="depthwise_norm")(out))
         out = nn.Dense(dim, name="pointwise_out")(out)
         return nn.Dropout(self.dropout_rate)(out, deterministic=not train), h

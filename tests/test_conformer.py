@@ -1,10 +1,12 @@
 """Conformer: relative attention against a per-pair loop, padding invariance, streaming mask."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from models import conformer
 from models.conformer import (ConformerEncoder, RelativeMultiHeadAttention, attention_mask,
                               make_conformer, subsampled_lengths)
 
@@ -136,3 +138,15 @@ def test_relative_shift_equals_the_gather_by_distance(frames, memory):
     expected = np.zeros(x.shape, np.float32)
     np.add.at(expected, (slice(None), slice(None), t[:, None], column), np.asarray(cotangent))
     np.testing.assert_allclose(grad, expected)
+
+
+@pytest.mark.parametrize("padding", [(7, 7), (14, 0), (0, 0)], ids=["same", "causal", "history"])
+def test_the_depthwise_convolution_is_the_grouped_convolution_it_replaces(padding):
+    """Same parameters from the same key, same outputs (to float rounding) as nn.Conv with
+    feature_group_count = D, so checkpoints of either load in the other."""
+    x = jax.random.normal(jax.random.key(0), (3, 20, 8))
+    grouped = nn.Conv(8, (15,), padding=[padding], feature_group_count=8)
+    params = grouped.init(jax.random.key(1), x)
+    depthwise = conformer.DepthwiseConv1D(15, padding)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, params, depthwise.init(jax.random.key(1), x)))
+    np.testing.assert_allclose(depthwise.apply(params, x), grouped.apply(params, x), atol=1e-5)
