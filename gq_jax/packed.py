@@ -157,6 +157,7 @@ def save_packed(path: str | os.PathLike, hardened: Any) -> int:
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     fd, tmp = tempfile.mkstemp(prefix=".gqpk-", dir=directory)
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make a published model unreadable to other users
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(preamble)

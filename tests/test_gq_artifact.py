@@ -71,7 +71,7 @@ def test_packed_file_round_trip_is_exact_and_stores_bits_per_weight(tmp_path):
     hardened = gq_jax.harden(params, state, CONFIG)
     path = tmp_path / "model.gqpk"
     file_bytes = gq_jax.save_packed(path, hardened)
-    assert file_bytes == path.stat().st_size
+    assert file_bytes == path.stat().st_size and path.stat().st_mode & 0o777 == 0o644  # readable by all
     loaded = gq_jax.load_packed(path)
     for a, b in zip(_leaves(gq_jax.dequantize(hardened)), _leaves(gq_jax.dequantize(loaded))):
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
