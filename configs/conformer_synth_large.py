@@ -3,10 +3,12 @@ of 32), a 64-channel subsampling stem (40 ms frames), an auxiliary CTC loss (wei
 per second leave room for the characters) and the data and tokenizer settings of
 configs/rnnt_synth_large.py (characters, no augmentation: see there why); 3.83 M parameters.
 
-The budget is what fits the recognizers issue's 4 h on the 2-core machine. A 128-channel stem
-(4.09 M parameters) costs 67.5 GFLOP per encoder forward+backward of 20 rows of 3.1 s against
-46.5 with 64 channels, and twice the time (XLA's cost analysis and wall time of the jitted
-encoder VJP, measured while the machine trained another model); the blocks stay 128 wide.
+The budget is what fits the recognizers issue's 4 h on the 2-core machine: 2.27 s per train step
+alone (`python benchmarks/train_step.py --corpus data/synth-en-large`, results/benchmarks/
+train_step.txt), so 5,500 steps (1.9 epochs) take 3.5 h plus dev evaluations. A 128-channel stem
+(4.09 M parameters) costs 70.2 GFLOP per train step against 49.2 and 4.09 s against 2.39 s
+(`--configs conformer_synth_large,conformer_synth_large+ --set model.subsampling_channels=128`, in
+one run); the blocks stay 128 wide.
 """
 
 import ml_collections
