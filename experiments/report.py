@@ -1,10 +1,12 @@
 """Regenerate results/README.md (tables, WER-against-bits plots, headline) from results/<run>/ files.
 
-    python -m experiments.report [--results-root results]
+    python -m experiments.report [--results-root results] [--runs-root runs/results]
 
 Reads only what `python -m experiments.run NAME --scale SCALE` wrote (results/SCALE/NAME/metrics.json
-and eval.json); a registry run without them is listed as "not yet measured", never estimated. One
-section per scale of experiments/registry.py (the measured scales first). WER is corpus-level on the test
+and eval.json); a registry run without them is listed as "not yet measured", never estimated, or,
+when its workdir under `--runs-root` (default runs/results) has a checkpoint, as running with that
+checkpoint's step. The headline scale (registry.HEADLINE_SCALE) first, the other measured scales as
+appendices. WER is corpus-level on the test
 split, greedy, unless a column says otherwise; "bits" is the average index bits per quantized
 weight (32 for float); "saving" is 1 - size / (uniform 8-bit size of the same model).
 
@@ -23,7 +25,7 @@ import pathlib
 from typing import Any, Sequence
 
 from experiments import registry, statistics
-from experiments.run import BEAM, SPLITS
+from experiments.run import BEAM, SPLITS, latest_step
 from training import pictures
 
 PAPER_SAVING = 0.3073  # the paper's size saving against the 8-bit model
@@ -80,7 +82,10 @@ def budget(result: dict[str, Any]) -> str:
     return text + (" (partial)" if result["trained_steps"] < result["planned_steps"] else "")
 
 
-def main_table(model: str, results: dict[str, dict[str, Any]], scale: str) -> list[str]:
+def main_table(model: str, results: dict[str, dict[str, Any]], scale: str,
+               running: dict[str, str] | None = None) -> list[str]:
+    """The main rows of `model`; a row without results reads `running[name]` (a run in progress)
+    or MISSING."""
     beam = f"beam{BEAM}"
     header = (["run", "bits"] + [f"WER {s} %" for s in SPLITS] + [f"WER {s} beam {BEAM} %" for s in SPLITS]
               + ["size bytes", "saving vs 8-bit %", "greedy RTF", "step time / float", "budget"])
@@ -90,7 +95,7 @@ def main_table(model: str, results: dict[str, dict[str, Any]], scale: str) -> li
             continue
         link = f"[{name}]({scale}/{name}/command.txt)"
         if name not in results:
-            lines.append(f"| {name} | {MISSING} |" + " |" * (len(header) - 2))
+            lines.append(f"| {name} | {(running or {}).get(name, MISSING)} |" + " |" * (len(header) - 2))
             continue
         r = results[name]
         greedy = [_pct(r["eval"]["greedy"][s]["wer"]) for s in SPLITS]
@@ -317,7 +322,21 @@ def operating_point(results: dict[str, dict[str, Any]]) -> str:
     return ", ".join(wers) or MISSING
 
 
-def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root: pathlib.Path) -> list[str]:
+def running_runs(runs_root: pathlib.Path, scale: registry.Scale, results: dict[str, dict[str, Any]]
+                 ) -> dict[str, str]:
+    """{name: "running: checkpoint S of N steps"} of the registry runs of `scale` with a checkpoint
+    under `runs_root/scale/name` and no results yet."""
+    found = {}
+    for name, experiment in registry.EXPERIMENTS.items():
+        step = latest_step(runs_root / scale.name / name)
+        if name not in results and step is not None:
+            planned = registry.build_config(experiment, scale, str(runs_root)).num_train_steps
+            found[name] = f"running: checkpoint {step} of {planned} steps"
+    return found
+
+
+def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root: pathlib.Path,
+                 running: dict[str, str] | None = None) -> list[str]:
     """The section of one scale: set-up, headline, a main table, paired differences and plot per model,
     ablations. A scale other than registry.HEADLINE_SCALE is an appendix named for its operating point."""
     title = f"## Scale `{scale.name}`: {scale.description}"
@@ -336,7 +355,7 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
         out += [*headline(model, results), ""]
     out += ["Ablations (RNN-T, test WER):", "", *ablation_headline(results), ""]
     for model in registry.MODELS:
-        out += [f"### {model}", "", *main_table(model, results, scale.name), ""]
+        out += [f"### {model}", "", *main_table(model, results, scale.name, running), ""]
         differences = differences_table(model, results)
         if differences:
             out += [f"WER differences to {model}_float in points, with the paired 95 % interval, on each split "
@@ -354,7 +373,8 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
     return out
 
 
-def render(results_by_scale: dict[str, dict[str, dict[str, Any]]], root: pathlib.Path) -> str:
+def render(results_by_scale: dict[str, dict[str, dict[str, Any]]], root: pathlib.Path,
+           running: dict[str, dict[str, str]] | None = None) -> str:
     out = ["# Results", "", "Generated by `python -m experiments.report` from the files in "
            "`results/<scale>/<run>/`; do not edit by hand. Each run folder holds its config.json, command.txt "
            "(the exact command and the equivalent train.py/eval.py commands, with the git commit), metrics.json, "
@@ -370,30 +390,38 @@ def render(results_by_scale: dict[str, dict[str, dict[str, Any]]], root: pathlib
            "are compared by their WERs alone, marked \"no interval\".", ""]
     others = sorted((s for s in registry.SCALES.values() if s.name != registry.HEADLINE_SCALE),
                     key=lambda scale: -len(results_by_scale[scale.name]))
-    out += render_scale(registry.get_scale(registry.HEADLINE_SCALE), results_by_scale[registry.HEADLINE_SCALE], root)
-    unmeasured = [scale for scale in others if not results_by_scale[scale.name]]
+    running = running or {}
+    out += render_scale(registry.get_scale(registry.HEADLINE_SCALE), results_by_scale[registry.HEADLINE_SCALE], root,
+                        running.get(registry.HEADLINE_SCALE))
+    unmeasured = [scale for scale in others if not results_by_scale[scale.name] and not running.get(scale.name)]
     for scale in others:
-        if results_by_scale[scale.name]:
-            out += render_scale(scale, results_by_scale[scale.name], root)
+        if scale not in unmeasured:
+            out += render_scale(scale, results_by_scale[scale.name], root, running.get(scale.name))
     if unmeasured:
         out += ["## Scales not yet measured", "", *[f"- `{scale.name}`: {scale.description}." for scale in unmeasured], ""]
     return "\n".join(out)
 
 
-def write_report(root: str | pathlib.Path = "results") -> pathlib.Path:
+def write_report(root: str | pathlib.Path = "results", runs_root: str | pathlib.Path | None = None) -> pathlib.Path:
+    """Writes root/README.md; with `runs_root` (training workdirs), rows still training say so."""
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "README.md"
     results_by_scale = {name: load_results(root / name) for name in registry.SCALES}
-    path.write_text(render(results_by_scale, root))
+    running = {} if runs_root is None else {
+        name: running_runs(pathlib.Path(runs_root), registry.get_scale(name), results_by_scale[name])
+        for name in registry.SCALES}
+    path.write_text(render(results_by_scale, root, running))
     return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results-root", default="results")
+    parser.add_argument("--runs-root", default="runs/results",
+                        help="training workdirs: a row with a checkpoint and no results is marked running")
     args = parser.parse_args(argv)
-    print(f"wrote {write_report(args.results_root)}")
+    print(f"wrote {write_report(args.results_root, args.runs_root)}")
 
 
 if __name__ == "__main__":

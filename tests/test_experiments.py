@@ -3,6 +3,7 @@ retraining, and the report is regenerated from those files only ("not yet measur
 
 import dataclasses
 import json
+import re
 import pathlib
 
 import jax
@@ -195,7 +196,12 @@ def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_pat
 
 
 @pytest.mark.slow
-def test_report_is_generated_from_the_files_and_marks_missing_runs(tiny_results):
+def test_report_is_generated_from_the_files_and_marks_missing_runs(tiny_results, tmp_path):
+    # With the workdirs and no results, the rows in training say how far they are.
+    running = report.write_report(tmp_path, tiny_results / "runs").read_text()
+    rows = [line for line in running.splitlines() if line.startswith("| rnnt_gq_4 |")]
+    assert any(re.match(r"\| rnnt_gq_4 \| running: checkpoint \d+ of 4000 steps \|", row) for row in rows), rows
+
     path = report.write_report(tiny_results / "results")
     text = path.read_text()
     gq = json.loads((tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text())
