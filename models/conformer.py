@@ -170,8 +170,9 @@ class DepthwiseConv1D(nn.Module):
     + 1, D]`.
 
     Same parameters (`kernel` [K, 1, D], `bias` [D]), initialisation and outputs as
-    `nn.Conv(D, (K,), feature_group_count=D)`, whose grouped convolution XLA's CPU backend runs
-    about 2-3x slower forward+backward (`benchmarks/train_step.py` times the encoders).
+    `nn.Conv(D, (K,), feature_group_count=D)`, whose grouped convolution XLA's CPU backend ran 2-3x
+    slower forward+backward (57-79 ms against 26 ms for [20, 77, 128], K = 15, in a one-off
+    measurement on a loaded 2-core machine; `benchmarks/train_step.py` times whole encoders).
     """
 
     kernel_size: int

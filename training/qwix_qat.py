@@ -22,15 +22,16 @@ holding intercepted weights gets one `QtRule` for its exact path, and the weight
 share a rule.
 
 What Qwix cannot see stays float whatever the rules say (`gq_jax.size_report(hardened).float_leaves`):
-  - biases, LayerNorm scales and offsets, attention position biases: added or multiplied, never a
-    matmul/conv operand;
+  - biases, LayerNorm scales and offsets, attention position biases, and the Conformer's
+    `convolution/depthwise/kernel` (`models.conformer.DepthwiseConv1D`: K shifted multiply-adds):
+    added or multiplied, never a matmul/conv operand;
   - `predictor/embedding/embedding`: a gather (`jnp.take`), not a matmul;
   - `joint/output/kernel`: the joint output layer runs as a pure closure (`JointNetwork.logits_fn`,
     so the chunked loss can call it inside `jax.checkpoint`/`lax.map`); at that matmul the current
     module is the `Transducer` (or `joint`), whose own parameters do not include it, so Qwix takes
     the kernel for an activation.
-  - grouped convolutions (the Conformer's `convolution/depthwise/kernel`, feature_group_count = D):
-    Qwix 0.1.8's conv backward (`conv_general_qt_bwd`) computes the input gradient with the kernel's
+  - grouped convolutions (feature_group_count > 1, as the Conformer's depthwise convolution was
+    before it became multiply-adds): Qwix 0.1.8's conv backward (`conv_general_qt_bwd`) computes the input gradient with the kernel's
     in/out feature axes swapped but not regrouped, which XLA rejects for any grouped conv ("lhs
     feature dimension size divided by feature_group_count must equal the rhs input feature
     dimension size"), so a rule for them could not train; no rule is given to their modules.
