@@ -46,6 +46,8 @@ ABLATION_BITS = (4, 2)
 # estimator") straight-through gave the lowest test WER at 4 and at 2 bits; the "estimator" ablation
 # below re-measures the choice at this table's budget.
 GQ_ESTIMATOR = "straight_through"
+# Settings a method's rows add to their bit rules, keyed by method.
+METHOD_SETTINGS: dict[str, dict[str, Any]] = {"gq": {"quant.estimator": GQ_ESTIMATOR}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +130,7 @@ def _main_runs(model: str) -> list[Experiment]:
                        description="control: the float model fine-tuned with the same budget, unquantized")]
     for method, bit_list in MAIN_BITS.items():
         for bits in bit_list:
-            overrides = {"quant.method": method, "quant.rules": rules(bits),
-                         **({"quant.estimator": GQ_ESTIMATOR} if method == "gq" else {})}
+            overrides = {"quant.method": method, "quant.rules": rules(bits), **METHOD_SETTINGS.get(method, {})}
             runs.append(Experiment(f"{model}_{method}_{bits}", model, overrides, parent=float_name,
                                    description=f"{method} at {bits} bits"))
     return runs
@@ -137,7 +138,7 @@ def _main_runs(model: str) -> list[Experiment]:
 
 def _allocation_runs() -> list[Experiment]:
     """GQ with a per-layer bit allocation: the paper's 1-bit RNN-T layers and a sub-5-bit Conformer."""
-    gq = lambda quant_rules: {"quant.method": "gq", "quant.rules": quant_rules, "quant.estimator": GQ_ESTIMATOR}
+    gq = lambda quant_rules: {"quant.method": "gq", "quant.rules": quant_rules, **METHOD_SETTINGS["gq"]}
     runs = [Experiment(f"rnnt_gq_1bit_layers_{bits}", "rnnt", gq((
         (r"encoder/lstm_[12]/.*kernel", 1, "channel"), (WEIGHTS, bits, "channel"))), parent="rnnt_float",
         description=f"encoder LSTM layers 1-2 at 1 bit, the rest at {bits} bits") for bits in (4, 5)]
