@@ -199,14 +199,21 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     return output
 
 
-def publish_run(run: runs.Run, exported: gq_jax.Export, workdir: str | pathlib.Path, folder: str | pathlib.Path,
-                **card: Any) -> gq_jax.SizeReport:
-    """Writes `exported` (the run's model) as a published folder whose card names the run, its
-    checkpoints, budget, wall time and resumes (and `card`'s extra fields)."""
-    wall_s, resumes = metrics.run_clock(workdir)
-    card = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
-            "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes,
-            "method": run.config.quant.method, **card}
+TRAINING_CARD_FIELDS = ("source", "checkpoint", "averaged_steps", "num_train_steps", "wall_s", "resumes")
+
+
+def publish_run(run: runs.Run | published.Published, exported: gq_jax.Export, workdir: str | pathlib.Path,
+                folder: str | pathlib.Path, **card: Any) -> gq_jax.SizeReport:
+    """Writes `exported` (the model of `run`, a workdir's run or a published model) as a published
+    folder whose card names the run, its checkpoints, budget, wall time and resumes (a published
+    model's own card's, with `quantized_from` naming it), and `card`'s extra fields."""
+    if isinstance(run, published.Published):
+        trained = {**{field: run.card[field] for field in TRAINING_CARD_FIELDS}, "quantized_from": str(workdir)}
+    else:
+        wall_s, resumes = metrics.run_clock(workdir)
+        trained = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
+                   "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes}
+    card = {**trained, "method": run.config.quant.method, **card}
     # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
     float_dtype = "float32" if exported.sizes.quantized_weights else "float16"
     return published.publish(run.config, run.tokenizer, exported.hardened, folder, card, float_dtype,

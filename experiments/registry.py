@@ -1,8 +1,10 @@
 """The named runs of the results (issue 6): each is a base config plus dotted-field overrides.
 
 A run is one of three kinds:
-  train     float training from random weights (`parent` is None);
-  finetune  QAT from the latest checkpoint of its float `parent` (`quant.init_from`), with the same
+  train     float training from random weights (`parent` is None), or at a scale that names a
+            published float model for it (`Scale.float_models`), that model, scored as it is;
+  finetune  QAT from the latest checkpoint of its float `parent` (or the scale's published float
+            model; `quant.init_from`), with the same
             step budget for every method (`Scale.finetune_steps[model]`);
   post      post-training quantization of the parent's weights (no training): a method registered
             as post-training in training/config.py METHODS.
@@ -10,7 +12,8 @@ A run is one of three kinds:
 Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
 the issue asks; days of training on 2 CPU cores), "cpu" (compact models and budgets that fit
 2-core CPU sessions: configs/*_synth_cpu.py) and "large" (the recognizers of configs/*_synth_large.py
-on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches). `python -m experiments.step_time --scale S` measures
+on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches; its RNN-T float row is
+the published results/models/rnnt_synth_large). `python -m experiments.step_time --scale S` measures
 what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
@@ -52,12 +55,16 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {"gq": {"quant.estimator": GQ_ESTIM
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """One set-up of every run: the base config module and the fine-tune step budget per model."""
+    """One set-up of every run: the base config module and the fine-tune step budget per model, and
+    the published float models (`eval.py --publish` folders) it stands on: a model named in
+    `float_models` has no float training at this scale; its float row scores the published weights
+    and every other row starts from them."""
 
     name: str
     configs: Mapping[str, str]
     finetune_steps: Mapping[str, int]
     description: str
+    float_models: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 SCALES = {scale.name: scale for scale in (
@@ -71,7 +78,8 @@ SCALES = {scale.name: scale for scale in (
     Scale("large", {"rnnt": "configs.rnnt_synth_large", "conformer": "configs.conformer_synth_large"},
           {"rnnt": 1500, "conformer": 1500},
           "the on-device recognizers on synth-en large (configs/rnnt_synth_large.py, "
-          "configs/conformer_synth_large.py), fine-tuned for half an epoch"),
+          "configs/conformer_synth_large.py), fine-tuned for half an epoch",
+          {"rnnt": "results/models/rnnt_synth_large"}),
 )}
 
 
@@ -84,6 +92,20 @@ def get_scale(name: str) -> Scale:
     if name not in SCALES:
         raise ValueError(f"unknown scale {name!r}; expected one of {sorted(SCALES)}")
     return SCALES[name]
+
+
+def published_float(experiment: Experiment, scale: Scale) -> str | None:
+    """The published float model `experiment` stands on at `scale` (`Scale.float_models`): the model
+    its float row scores and its other rows start from; None when the scale trains its own."""
+    return scale.float_models.get(experiment.model)
+
+
+def starting_point(experiment: Experiment, scale: Scale, runs_root: str) -> str | None:
+    """Where a fine-tune or post-training row's weights come from: the scale's published float model,
+    else the parent's workdir `runs_root/scale/parent`; None for a float row."""
+    if experiment.parent is None:
+        return None
+    return published_float(experiment, scale) or f"{runs_root}/{scale.name}/{experiment.parent}"
 
 
 def finetune_overrides(steps: int) -> dict[str, Any]:
@@ -233,8 +255,8 @@ def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> Non
 def build_config(experiment: Experiment, scale: Scale, runs_root: str, overrides: Mapping[str, Any] = ()
                  ) -> ml_collections.ConfigDict:
     """The scale's base config for the model, the fine-tune settings (a fine-tune), the experiment's
-    overrides, then `overrides` (e.g. data.path, num_train_steps), with `quant.init_from` pointing at
-    the parent's workdir `runs_root/scale/parent`. A callable override value (`per_budget`) is
+    overrides, then `overrides` (e.g. data.path, num_train_steps), with `quant.init_from` at the
+    row's `starting_point`. A callable override value (`per_budget`) is
     called with the scale's fine-tune steps.
 
     Raises ValueError naming unknown fields (training.config.check_fields)."""
@@ -244,6 +266,6 @@ def build_config(experiment: Experiment, scale: Scale, runs_root: str, overrides
     for dotted, value in {**tuning, **experiment.overrides, **dict(overrides)}.items():
         set_field(config, dotted, value(steps) if callable(value) else value)
     if experiment.kind == "finetune":
-        config.quant.init_from = f"{runs_root}/{scale.name}/{experiment.parent}"
+        config.quant.init_from = starting_point(experiment, scale, runs_root)
     config_lib.check_fields(config)
     return config

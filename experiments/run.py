@@ -8,7 +8,9 @@
 issue's configs) or "cpu" (compact models that fit a 2-core CPU session).
 
 Steps: (1) train with train.py's `train_and_evaluate` in `RUNS_ROOT/SCALE/NAME` (a fine-tune starts from
-its float parent's latest checkpoint; a post-training run trains nothing); rerunning the command
+its float parent's latest checkpoint, or from the published float model its scale names in
+`Scale.float_models`, whose float row is then that model scored as it is; a post-training run
+trains nothing); rerunning the command
 resumes from the latest checkpoint, and a finished run is not retrained. (2) Score the shipped
 model (hard-quantized; the float weights for a float run) on test, test_other and real, greedy,
 and with beam 4 for the main rows. (3) Packed size (`gq_jax.export`'s size report), average index bits per
@@ -55,7 +57,7 @@ import gq_jax
 import train
 from benchmarks import latency
 from experiments import registry, step_time
-from training import checkpoints, input_pipeline, metrics, runs
+from training import checkpoints, input_pipeline, metrics, published, runs
 from training import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -138,13 +140,55 @@ def train_resumably(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
     return session
 
 
-def shipped_model(experiment: registry.Experiment, config: ml_collections.ConfigDict,
-                  workdir: pathlib.Path) -> tuple[runs.Run, gq_jax.Export]:
-    """(the run whose model and tokenizer decode, the export of the model it ships)."""
-    if experiment.kind != "post":
+def trains_here(experiment: registry.Experiment, scale: registry.Scale) -> bool:
+    """Whether the row trains in its workdir: a fine-tune, or a float row whose scale does not take
+    it from a published model (`registry.published_float`)."""
+    return experiment.kind == "finetune" or (experiment.kind == "train"
+                                             and registry.published_float(experiment, scale) is None)
+
+
+def weights_source(experiment: registry.Experiment, scale: registry.Scale, runs_root: str) -> str | None:
+    """The folder a row that does not train reads its weights from (its parent's workdir or the
+    published float model); None for a row that trains."""
+    if trains_here(experiment, scale):
+        return None
+    return registry.starting_point(experiment, scale, runs_root) or registry.published_float(experiment, scale)
+
+
+def load_weights(folder: str | pathlib.Path) -> runs.Run | published.Published:
+    """The model in `folder`: a published model, else the latest checkpoint of a workdir."""
+    return published.load(folder) if published.is_published(folder) else runs.load(folder)
+
+
+def check_start(experiment: registry.Experiment, scale: registry.Scale, runs_root: str) -> int | None:
+    """The checkpoint step a fine-tune or post-training row starts from (the published model's, for
+    one) and None for a float row. Raises FileNotFoundError when there is nothing to start from."""
+    start = registry.starting_point(experiment, scale, runs_root) or registry.published_float(experiment, scale)
+    if start is None:
+        return None
+    if registry.published_float(experiment, scale) is not None:
+        if not published.is_published(start):
+            raise FileNotFoundError(f"{experiment.name} at scale {scale.name} stands on the published float "
+                                    f"model {start}, which is not there (write it with eval.py --publish)")
+        return int(published.load_card(start)["checkpoint"])
+    step = latest_step(pathlib.Path(start))
+    if step is None:
+        raise FileNotFoundError(f"{experiment.name} starts from {experiment.parent}, which has no checkpoint in "
+                                f"{start}; run `python -m experiments.run "
+                                f"{experiment.parent} --scale {scale.name}` (with the same --data/--set) first")
+    return step
+
+
+def shipped_model(experiment: registry.Experiment, scale: registry.Scale, config: ml_collections.ConfigDict,
+                  workdir: pathlib.Path, runs_root: str) -> tuple[runs.Run | published.Published, gq_jax.Export]:
+    """(the run or published model whose model and tokenizer decode, the export of the model it
+    ships): a trained row's own checkpoint, else `config`'s method applied to the weights of its
+    `weights_source` (round-to-nearest of the parent; the published float model as it is)."""
+    source = weights_source(experiment, scale, runs_root)
+    if source is None:
         run = runs.load(workdir)
         return run, run.export()
-    run = runs.load(workdir.parent / experiment.parent)
+    run = load_weights(source)
     quantizer = config_lib.method_for(config.quant, run.model, config.features.num_mel_bins).quantizer
     return run, gq_jax.export(quantizer, run.params, quantizer.init(run.params))
 
@@ -236,26 +280,22 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     config = experiment_config(experiment, settings)
     workdir = pathlib.Path(settings.runs_root) / scale.name / name
     out = pathlib.Path(settings.results_root) / scale.name / name
-    if experiment.parent is not None and latest_step(workdir.parent / experiment.parent) is None:
-        raise FileNotFoundError(f"{name} starts from {experiment.parent}, which has no checkpoint in "
-                                f"{workdir.parent / experiment.parent}; run `python -m experiments.run "
-                                f"{experiment.parent} --scale {scale.name}` (with the same --data/--set) first")
-    session = {} if experiment.kind == "post" else train_resumably(config, workdir)
-    if experiment.kind == "post":
+    parent_step = check_start(experiment, scale, settings.runs_root)
+    trains = trains_here(experiment, scale)
+    session = train_resumably(config, workdir) if trains else {}
+    if not trains:
         workdir.mkdir(parents=True, exist_ok=True)
-    trained_step = None if experiment.kind == "post" else latest_step(workdir)
-    parent_dir = None if experiment.parent is None else workdir.parent / experiment.parent
+    trained_step = latest_step(workdir) if trains else None
     eval_settings = {"splits": list(SPLITS), "beam": BEAM if experiment.beam else None,
                      "max_examples": settings.max_examples, "data": config.data.path,
-                     "trained_step": trained_step,
-                     "parent_step": None if parent_dir is None else latest_step(parent_dir)}
+                     "trained_step": trained_step, "parent_step": parent_step}
     previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     if not session and previous.get("eval_settings") == eval_settings:
         print(f"{name}: up to date (step {trained_step}); nothing to do", flush=True)
         return previous
 
     start = time.perf_counter()
-    run, shipped = shipped_model(experiment, config, workdir)
+    run, shipped = shipped_model(experiment, scale, config, workdir, settings.runs_root)
     params, report = shipped.params, shipped.sizes
     decodes = {"greedy": score_splits(run, params, config.data, 1, settings.max_examples)}
     if experiment.beam:
@@ -270,14 +310,21 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     history = read_jsonl(workdir / metrics.METRICS_FILE)
     dev = [(r["dev_wer"], r["step"]) for r in history if r.get("dev_wer") is not None]
     planned = registry.build_config(experiment, scale, settings.runs_root).num_train_steps
+    training = {"budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
+                "planned_steps": 0 if experiment.kind == "post" else planned,
+                "trained_steps": trained_step, "train_wall_s": wall_s or sum(s["wall_s"] for s in sessions),
+                "train_resumes": resumes}
+    if experiment.kind == "train" and not trains:  # the published float model: its card's training
+        card = run.card
+        training = {"budget_steps": card["num_train_steps"], "planned_steps": card["num_train_steps"],
+                    "trained_steps": card["checkpoint"], "train_wall_s": card["wall_s"],
+                    "train_resumes": card["resumes"], "published_model": weights_source(experiment, scale,
+                                                                                         settings.runs_root)}
     result = {
         "name": name, "scale": scale.name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
         "table": experiment.table, "description": experiment.description, "parent": experiment.parent,
         "rules": [list(r) for r in config.quant.rules] if report.quantized_weights else [],
-        "budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
-        "planned_steps": 0 if experiment.kind == "post" else planned,
-        "trained_steps": trained_step, "train_wall_s": wall_s or sum(s["wall_s"] for s in sessions),
-        "train_resumes": resumes, "train_sessions": len(sessions), "eval_wall_s": eval_wall_s,
+        **training, "train_sessions": len(sessions), "eval_wall_s": eval_wall_s,
         "best_dev_wer": min(dev)[0] if dev else None, "best_dev_step": min(dev)[1] if dev else None,
         "size_bytes": report.total_bytes, "float32_bytes": report.float32_bytes,
         "average_bits": report.average_bits if report.quantized_weights else 32.0,
@@ -290,7 +337,8 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
     if settings.publish_root is not None and experiment.table == "main" and report.quantized_weights:
         folder = pathlib.Path(settings.publish_root) / f"{name}_{scale.name}"
-        eval_cmd.publish_run(run, shipped, workdir if experiment.kind != "post" else parent_dir, folder,
+        eval_cmd.publish_run(run, shipped, workdir if trains else weights_source(experiment, scale, settings.runs_root),
+                             folder,
                              experiment=name, scale=scale.name, method=experiment.method,
                              test_wer=decodes["greedy"]["test"]["wer"])
     return result

@@ -190,6 +190,49 @@ def test_post_training_run_quantizes_the_parent_without_training(tiny_results, t
     assert scored["results"]["test"]["published"]["wer"] == pytest.approx(model.card["test_wer"])
 
 
+@pytest.fixture
+def published_scale(float_result, monkeypatch):
+    """A scale like "recipe" whose RNN-T float model is the tiny float run, published."""
+    from training import runs
+
+    folder = float_result / "published_float"
+    workdir = float_result / "runs/recipe/rnnt_float"
+    if not published.is_published(folder):
+        trained = runs.load(workdir)
+        eval_cmd.publish_run(trained, trained.export(), workdir, folder)
+    scale = dataclasses.replace(registry.SCALES["recipe"], name="published", float_models={"rnnt": str(folder)})
+    monkeypatch.setitem(registry.SCALES, "published", scale)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_scale_standing_on_a_published_float_model_scores_it_and_starts_every_row_from_it(
+        float_result, tiny_corpus, published_scale):
+    at_scale = dataclasses.replace(settings(tiny_corpus, float_result, None), scale="published",
+                                   publish_root=str(float_result / "models"))
+    float_row = run.run_experiment("rnnt_float", at_scale)
+    # Nothing trains: the row scores the published weights and reports the training on its card.
+    assert not (float_result / "runs/published/rnnt_float/checkpoints").exists()
+    assert (float_row["trained_steps"], float_row["budget_steps"], float_row["published_model"]) == (
+        3, 3, str(published_scale))
+    finetune = run.run_experiment("rnnt_gq_2", dataclasses.replace(at_scale, budget_steps=1))
+    config = json.loads((float_result / "results/published/rnnt_gq_2/config.json").read_text())
+    assert config["quant"]["init_from"] == str(published_scale)
+    assert (finetune["trained_steps"], finetune["eval_settings"]["parent_step"]) == (1, 3)
+    post = run.run_experiment("rnnt_ptq_round_2", at_scale)
+    assert (post["kind"], post["average_bits"]) == ("post", 2.0)
+    card = published.load_card(float_result / "models/rnnt_ptq_round_2_published")
+    assert (card["quantized_from"], card["checkpoint"], card["method"]) == (str(published_scale), 3, "ptq_round")
+
+
+def test_a_scale_whose_published_float_model_is_missing_is_an_error_naming_it(tmp_path, tiny_corpus, monkeypatch):
+    scale = dataclasses.replace(registry.SCALES["recipe"], name="published",
+                                float_models={"rnnt": str(tmp_path / "nowhere")})
+    monkeypatch.setitem(registry.SCALES, "published", scale)
+    with pytest.raises(FileNotFoundError, match="published float model .*nowhere"):
+        run.run_experiment("rnnt_gq_2", dataclasses.replace(settings(tiny_corpus, tmp_path, 2), scale="published"))
+
+
 def test_a_fine_tune_without_its_float_run_is_an_error_naming_the_parent(tmp_path, tiny_corpus):
     with pytest.raises(FileNotFoundError, match="experiments.run rnnt_float --scale recipe"):
         run.run_experiment("rnnt_gq_2", settings(tiny_corpus, tmp_path, 2))

@@ -87,6 +87,11 @@ def is_published(folder: str | pathlib.Path) -> bool:
     return all((pathlib.Path(folder) / name).exists() for name in (MODEL_FILE, CARD_FILE))
 
 
+def load_card(folder: str | pathlib.Path) -> dict[str, Any]:
+    """The card of the published model in `folder` (what trained it: source, checkpoint, steps, wall time)."""
+    return json.loads((pathlib.Path(folder) / CARD_FILE).read_text())
+
+
 def load(folder: str | pathlib.Path) -> Published:
     """The published model in `folder`.
 
@@ -109,5 +114,5 @@ def load(folder: str | pathlib.Path) -> Published:
         raise ValueError(f"{folder / MODEL_FILE} holds weights of another shape than the model of "
                          f"{folder / checkpoints.CONFIG_FILE}")
     return Published(config, tokenizer, model, params, gq_jax.size_report(hardened),
-                     json.loads((folder / CARD_FILE).read_text()),
+                     load_card(folder),
                      input_pipeline.load_feature_stats(config.data, folder))
