@@ -61,9 +61,13 @@ def test_every_registry_entry_is_a_valid_config_whose_rules_all_match_parameters
         if experiment.method != "float":
             assert gq_jax.unused_rules(params[experiment.model], config_lib.gq_config(config.quant)) == ()
         if experiment.kind == "finetune":
-            assert config.quant.init_from == f"runs/results/{scale.name}/{experiment.parent}"
+            assert config.quant.init_from == scale.float_models.get(
+                experiment.model, f"runs/results/{scale.name}/{experiment.parent}")
             assert config.num_train_steps == scale.finetune_steps[experiment.model]
             assert config.quant.alpha.end_step == config.num_train_steps // 2
+    # A published float model a scale stands on ships with the repository.
+    assert all(published.is_published(pathlib.Path(__file__).parents[1] / folder)
+               for folder in scale.float_models.values())
 
 
 def test_training_hours_of_a_scale_count_the_float_run_and_every_fine_tune():
