@@ -302,8 +302,14 @@ def setup_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     if float_run is None:
         return f"- {model}: float run {MISSING}."
     words = float_run["eval"]["greedy"]["test"]["num_words"]
-    return (f"- {model}: {float_run['float32_bytes'] // 4:,} parameters; float run {budget(float_run)}, best dev "
-            f"WER {_pct(float_run['best_dev_wer'])} % at step {float_run['best_dev_step']}. Test has {words:,} "
+    if float_run.get("published_model"):
+        averaged = float_run["averaged_steps"]
+        source = (f"float model the published {float_run['published_model']} ({budget(float_run)}"
+                  + (f", the mean of checkpoints {averaged[0]}-{averaged[-1]}" if averaged else "") + ")")
+    else:
+        source = (f"float run {budget(float_run)}, best dev WER {_pct(float_run['best_dev_wer'])} % at step "
+                  f"{float_run['best_dev_step']}")
+    return (f"- {model}: {float_run['float32_bytes'] // 4:,} parameters; {source}. Test has {words:,} "
             f"words: at the float WER the standard error is about {_pct(standard_error(test_wer(float_run), words))} "
             "points (binomial approximation, which ignores that errors cluster by utterance: the paired "
             "bootstrap judges the differences where per-utterance scores exist).")

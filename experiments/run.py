@@ -318,8 +318,8 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         card = run.card
         training = {"budget_steps": card["num_train_steps"], "planned_steps": card["num_train_steps"],
                     "trained_steps": card["checkpoint"], "train_wall_s": card["wall_s"],
-                    "train_resumes": card["resumes"], "published_model": weights_source(experiment, scale,
-                                                                                         settings.runs_root)}
+                    "train_resumes": card["resumes"], "averaged_steps": card["averaged_steps"],
+                    "published_model": weights_source(experiment, scale, settings.runs_root)}
     result = {
         "name": name, "scale": scale.name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
         "table": experiment.table, "description": experiment.description, "parent": experiment.parent,

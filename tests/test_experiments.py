@@ -219,6 +219,8 @@ def test_a_scale_standing_on_a_published_float_model_scores_it_and_starts_every_
     assert not (float_result / "runs/published/rnnt_float/checkpoints").exists()
     assert (float_row["trained_steps"], float_row["budget_steps"], float_row["published_model"]) == (
         3, 3, str(published_scale))
+    line = report.setup_line("rnnt", report.load_results(float_result / "results/published"))
+    assert f"float model the published {published_scale} (3/3 steps)" in line
     finetune = run.run_experiment("rnnt_gq_2", dataclasses.replace(at_scale, budget_steps=1))
     config = json.loads((float_result / "results/published/rnnt_gq_2/config.json").read_text())
     assert config["quant"]["init_from"] == str(published_scale)
