@@ -101,10 +101,11 @@ def published_float(experiment: Experiment, scale: Scale) -> str | None:
 
 
 def starting_point(experiment: Experiment, scale: Scale, runs_root: str) -> str | None:
-    """Where a fine-tune or post-training row's weights come from: the scale's published float model,
-    else the parent's workdir `runs_root/scale/parent`; None for a float row."""
+    """Where a row's weights come from: the scale's published float model, else for a fine-tune or
+    post-training row the parent's workdir `runs_root/scale/parent`, and for a float row None (it
+    trains from random weights)."""
     if experiment.parent is None:
-        return None
+        return published_float(experiment, scale)
     return published_float(experiment, scale) or f"{runs_root}/{scale.name}/{experiment.parent}"
 
 

@@ -150,9 +150,7 @@ def trains_here(experiment: registry.Experiment, scale: registry.Scale) -> bool:
 def weights_source(experiment: registry.Experiment, scale: registry.Scale, runs_root: str) -> str | None:
     """The folder a row that does not train reads its weights from (its parent's workdir or the
     published float model); None for a row that trains."""
-    if trains_here(experiment, scale):
-        return None
-    return registry.starting_point(experiment, scale, runs_root) or registry.published_float(experiment, scale)
+    return None if trains_here(experiment, scale) else registry.starting_point(experiment, scale, runs_root)
 
 
 def load_weights(folder: str | pathlib.Path) -> runs.Run | published.Published:
@@ -162,8 +160,8 @@ def load_weights(folder: str | pathlib.Path) -> runs.Run | published.Published:
 
 def check_start(experiment: registry.Experiment, scale: registry.Scale, runs_root: str) -> int | None:
     """The checkpoint step a fine-tune or post-training row starts from (the published model's, for
-    one) and None for a float row. Raises FileNotFoundError when there is nothing to start from."""
-    start = registry.starting_point(experiment, scale, runs_root) or registry.published_float(experiment, scale)
+    one) and None for a float row that trains. Raises FileNotFoundError when there is nothing to start from."""
+    start = registry.starting_point(experiment, scale, runs_root)
     if start is None:
         return None
     if registry.published_float(experiment, scale) is not None:
