@@ -289,7 +289,15 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
                      "trained_step": trained_step, "parent_step": parent_step}
     previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     if not session and previous.get("eval_settings") == eval_settings:
-        print(f"{name}: up to date (step {trained_step}); nothing to do", flush=True)
+        folder = publish_folder(experiment, scale, settings, previous["quantized_weights"])
+        if folder is None or published.is_published(folder):
+            print(f"{name}: up to date (step {trained_step}); nothing to do", flush=True)
+            return previous
+        run, shipped = shipped_model(experiment, scale, config, workdir, settings.runs_root)
+        test_wer = json.loads((out / "eval.json").read_text())["greedy"]["test"]["wer"]
+        publish_model(experiment, scale, run, shipped, workdir if trains else weights_source(
+            experiment, scale, settings.runs_root), folder, test_wer)
+        print(f"{name}: up to date (step {trained_step}); published {folder}", flush=True)
         return previous
 
     start = time.perf_counter()
@@ -333,13 +341,27 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         **provenance,
     }
     publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
-    if settings.publish_root is not None and experiment.table == "main" and report.quantized_weights:
-        folder = pathlib.Path(settings.publish_root) / f"{name}_{scale.name}"
-        eval_cmd.publish_run(run, shipped, workdir if trains else weights_source(experiment, scale, settings.runs_root),
-                             folder,
-                             experiment=name, scale=scale.name, method=experiment.method,
-                             test_wer=decodes["greedy"]["test"]["wer"])
+    folder = publish_folder(experiment, scale, settings, report.quantized_weights)
+    if folder is not None:
+        publish_model(experiment, scale, run, shipped, workdir if trains else weights_source(
+            experiment, scale, settings.runs_root), folder, decodes["greedy"]["test"]["wer"])
     return result
+
+
+def publish_folder(experiment: registry.Experiment, scale: registry.Scale, settings: Settings,
+                   quantized_weights: int) -> pathlib.Path | None:
+    """PUBLISH_ROOT/NAME_SCALE for a quantized main row when `--publish-root` is given, else None."""
+    if settings.publish_root is None or experiment.table != "main" or not quantized_weights:
+        return None
+    return pathlib.Path(settings.publish_root) / f"{experiment.name}_{scale.name}"
+
+
+def publish_model(experiment: registry.Experiment, scale: registry.Scale, run: runs.Run | published.Published,
+                  shipped: gq_jax.Export, source: str | pathlib.Path, folder: pathlib.Path, test_wer: float) -> None:
+    """Writes the shipped model as the published folder `folder` (`eval.publish_run`), its card naming
+    the experiment, scale, method and greedy test WER; `source` is the workdir that trained it."""
+    eval_cmd.publish_run(run, shipped, source, folder, experiment=experiment.name, scale=scale.name,
+                         method=experiment.method, test_wer=test_wer)
 
 
 def publish(out: pathlib.Path, experiment: registry.Experiment, scale: registry.Scale,

@@ -171,6 +171,19 @@ def test_rerunning_does_nothing_and_a_larger_budget_continues_from_the_checkpoin
 
 
 @pytest.mark.slow
+def test_a_finished_row_rerun_with_a_publish_root_is_published_without_rescoring(tiny_results, tiny_corpus, capsys):
+    models = tiny_results / "models_later"
+    metrics_file = tiny_results / "results/recipe/rnnt_gq_4/metrics.json"
+    before = metrics_file.read_text()
+    run.run_experiment("rnnt_gq_4", dataclasses.replace(settings(tiny_corpus, tiny_results, 2), publish_root=str(models)))
+    assert f"published {models / 'rnnt_gq_4_recipe'}" in capsys.readouterr().out
+    assert metrics_file.read_text() == before  # not scored again
+    decodes = json.loads((tiny_results / "results/recipe/rnnt_gq_4/eval.json").read_text())
+    card = published.load_card(models / "rnnt_gq_4_recipe")
+    assert (card["experiment"], card["test_wer"]) == ("rnnt_gq_4", decodes["greedy"]["test"]["wer"])
+
+
+@pytest.mark.slow
 def test_a_qwix_fine_tune_names_the_weights_qwix_kept_float(tiny_results, tiny_corpus):
     result = run.run_experiment("rnnt_qwix_4", settings(tiny_corpus, tiny_results, 1))
     assert result["float_weights"] == ["joint/output/kernel", "predictor/embedding/embedding"]
