@@ -369,7 +369,9 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
         points = plot_points(model, results)
         if points:
             picture = f"{scale.name}/wer_against_bits_{model}.png"
-            pictures.wer_against_bits(points, root / picture, f"{model} ({scale.name}): test WER against bits")
+            float_run = results.get(f"{model}_float")
+            pictures.wer_against_bits(points, root / picture, f"{model} ({scale.name}): test WER against bits",
+                                      baseline=None if float_run is None else ("float", test_wer(float_run)))
             out += [f"![{model} WER against bits]({picture})", ""]
         else:
             out += [f"WER against bits: {MISSING}.", ""]

@@ -368,3 +368,23 @@ def test_scales_other_than_the_headline_one_are_appendices_named_for_their_opera
     headline_at, appendix_at = text.index(f"## Scale `{registry.HEADLINE_SCALE}`"), text.index("## Appendix: scale `cpu`")
     assert headline_at < appendix_at and "an operating point at float test WER rnnt 56.3 %" in text
     assert "## Scales not yet measured" in text and "- `recipe`:" in text
+
+
+def test_the_wer_against_bits_picture_draws_the_float_wer_as_its_baseline(tmp_path, monkeypatch):
+    float_row = {"name": "rnnt_float", "model": "rnnt", "method": "float", "kind": "train", "table": "main",
+                 "average_bits": 32.0, "size_bytes": 4, "saving_vs_8bit": -3.0, "greedy_rtf": 0.1,
+                 "step_time_ratio": None, "trained_steps": 10, "planned_steps": 10, "float32_bytes": 4,
+                 "best_dev_wer": 0.6, "best_dev_step": 10, "parent": None,
+                 "settings": {"data": None, "overrides": []}, "eval_settings": {"max_examples": 0, "data": "d"}}
+    gq_row = {**float_row, "name": "rnnt_gq_4", "method": "gq", "kind": "finetune", "average_bits": 4.0,
+              "parent": "rnnt_float", "saving_vs_8bit": 0.5}
+    for row, wer in ((float_row, 0.25), (gq_row, 0.27)):
+        folder = tmp_path / "cpu" / row["name"]
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(row))
+        (folder / "eval.json").write_text(json.dumps({"greedy": {s: {"wer": wer, "num_words": 100} for s in run.SPLITS}}))
+    drawn = []
+    monkeypatch.setattr(report.pictures, "wer_against_bits",
+                        lambda points, path, title, baseline=None: drawn.append((points, baseline)))
+    report.write_report(tmp_path)
+    assert drawn == [({"gq": [(4.0, 0.27)]}, ("float", 0.25))]
