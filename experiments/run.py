@@ -177,12 +177,11 @@ def check_start(experiment: registry.Experiment, scale: registry.Scale, runs_roo
     return step
 
 
-def shipped_model(experiment: registry.Experiment, scale: registry.Scale, config: ml_collections.ConfigDict,
-                  workdir: pathlib.Path, runs_root: str) -> tuple[runs.Run | published.Published, gq_jax.Export]:
+def shipped_model(config: ml_collections.ConfigDict, workdir: pathlib.Path, source: str | None
+                  ) -> tuple[runs.Run | published.Published, gq_jax.Export]:
     """(the run or published model whose model and tokenizer decode, the export of the model it
-    ships): a trained row's own checkpoint, else `config`'s method applied to the weights of its
-    `weights_source` (round-to-nearest of the parent; the published float model as it is)."""
-    source = weights_source(experiment, scale, runs_root)
+    ships): a trained row's own checkpoint (`source` None), else `config`'s method applied to the
+    weights in its `weights_source` (round-to-nearest of the parent; the published float model as it is)."""
     if source is None:
         run = runs.load(workdir)
         return run, run.export()
@@ -279,7 +278,8 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     workdir = pathlib.Path(settings.runs_root) / scale.name / name
     out = pathlib.Path(settings.results_root) / scale.name / name
     parent_step = check_start(experiment, scale, settings.runs_root)
-    trains = trains_here(experiment, scale)
+    source = weights_source(experiment, scale, settings.runs_root)
+    trains = source is None
     session = train_resumably(config, workdir) if trains else {}
     if not trains:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -293,15 +293,14 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
         if folder is None or published.is_published(folder):
             print(f"{name}: up to date (step {trained_step}); nothing to do", flush=True)
             return previous
-        run, shipped = shipped_model(experiment, scale, config, workdir, settings.runs_root)
+        run, shipped = shipped_model(config, workdir, source)
         test_wer = json.loads((out / "eval.json").read_text())["greedy"]["test"]["wer"]
-        publish_model(experiment, scale, run, shipped, workdir if trains else weights_source(
-            experiment, scale, settings.runs_root), folder, test_wer)
+        publish_model(experiment, scale, run, shipped, source or workdir, folder, test_wer)
         print(f"{name}: up to date (step {trained_step}); published {folder}", flush=True)
         return previous
 
     start = time.perf_counter()
-    run, shipped = shipped_model(experiment, scale, config, workdir, settings.runs_root)
+    run, shipped = shipped_model(config, workdir, source)
     params, report = shipped.params, shipped.sizes
     decodes = {"greedy": score_splits(run, params, config.data, 1, settings.max_examples)}
     if experiment.beam:
@@ -316,16 +315,17 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     history = read_jsonl(workdir / metrics.METRICS_FILE)
     dev = [(r["dev_wer"], r["step"]) for r in history if r.get("dev_wer") is not None]
     planned = registry.build_config(experiment, scale, settings.runs_root).num_train_steps
-    training = {"budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
-                "planned_steps": 0 if experiment.kind == "post" else planned,
-                "trained_steps": trained_step, "train_wall_s": wall_s or sum(s["wall_s"] for s in sessions),
-                "train_resumes": resumes}
     if experiment.kind == "train" and not trains:  # the published float model: its card's training
         card = run.card
         training = {"budget_steps": card["num_train_steps"], "planned_steps": card["num_train_steps"],
                     "trained_steps": card["checkpoint"], "train_wall_s": card["wall_s"],
                     "train_resumes": card["resumes"], "averaged_steps": card["averaged_steps"],
-                    "published_model": weights_source(experiment, scale, settings.runs_root)}
+                    "published_model": source}
+    else:
+        training = {"budget_steps": 0 if experiment.kind == "post" else config.num_train_steps,
+                    "planned_steps": 0 if experiment.kind == "post" else planned,
+                    "trained_steps": trained_step, "train_wall_s": wall_s or sum(s["wall_s"] for s in sessions),
+                    "train_resumes": resumes}
     result = {
         "name": name, "scale": scale.name, "model": experiment.model, "method": experiment.method, "kind": experiment.kind,
         "table": experiment.table, "description": experiment.description, "parent": experiment.parent,
@@ -343,8 +343,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     publish(out, experiment, scale, config, workdir, result, decodes, report, history, argv)
     folder = publish_folder(experiment, scale, settings, report.quantized_weights)
     if folder is not None:
-        publish_model(experiment, scale, run, shipped, workdir if trains else weights_source(
-            experiment, scale, settings.runs_root), folder, decodes["greedy"]["test"]["wer"])
+        publish_model(experiment, scale, run, shipped, source or workdir, folder, decodes["greedy"]["test"]["wer"])
     return result
 
 
