@@ -22,7 +22,7 @@ process count) is an error naming the field. Metrics go to `workdir/metrics.json
 seconds of every process of the run so far, work lost to a crash included) and `resumes`, and
 the gradient at the logged step (`gradient_metrics`): `grad_norm/<module>` per top-level module
 (encoder, predictor, joint, ...), `grad_norm/quantizer` (GQ's centroids), `grad_norm` (all, before
-clipping) and `grad_share`, the share of latent weights receiving >= 10 % of their upstream gradient.
+clipping, which sees only the weights' part) and `grad_share`, the share of latent weights receiving >= 10 % of their upstream gradient.
 
 Input: batches are planned from durations and transcripts alone and decoded by grain worker
 processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is
@@ -93,7 +93,8 @@ def gradient_metrics(grads: tuple[Any, Any], upstream: Any, latent: Any) -> dict
       latent: `params`' structure of bools: the leaves the quantizer changes.
     Returns:
       grad_norm/<top-level module> = ‖∂L/∂W‖ over that module's leaves, grad_norm/quantizer =
-      ‖∂L/∂state‖, grad_norm = the global norm of both (what `optim.grad_clip_norm` clips), and
+      ‖∂L/∂state‖, grad_norm = the global norm of both (before clipping; `optim.grad_clip_norm`
+      clips the weights' part alone, the centroids have their own optimizer), and
       grad_share = the share of latent weights with |∂L/∂W| >= 0.1 |∂L/∂Ŵ| (1 when the quantizer
       changes no leaf: float training, or Qwix, which fake-quantizes inside the model).
     """

@@ -84,6 +84,43 @@ def results_table(rows: list[Row], float_scores: dict, float32_bytes: int, split
     return "\n".join(lines)
 
 
+def post_training_rows(args: argparse.Namespace, widths: list[int]) -> tuple[dict, list[Row], int]:
+    """The published float model and its round-to-nearest PTQ at 8 bits and each of `widths`, scored
+    on `args.split`: (the float model's scores, the rows, float32 bytes)."""
+    ptq = [f"ptq_round:{b}" for b in sorted({8, *widths}, reverse=True)]
+    published = eval_cmd.evaluate_published(str(args.model), str(args.data), [args.split],
+                                            max_examples=args.max_examples, ptq=ptq)
+    scored, ptq_sizes = published["results"][args.split], published["ptq_sizes"]
+    float32_bytes = next(iter(ptq_sizes.values()))["float32_bytes"]
+    rows: list[Row] = [("float32 (published)", 32.0, scored["published"], float32_bytes)]
+    rows += [(f"PTQ round {name.split('_')[-1]}", ptq_sizes[name]["average_bits"], scored[name],
+              ptq_sizes[name]["total_bytes"]) for name in scored if name != "published"]
+    return scored["published"], rows, float32_bytes
+
+
+def fine_tune_rows(args: argparse.Namespace, widths: list[int]) -> tuple[list[Row], dict]:
+    """GQ fine-tunes of the published model at each of `widths` (one per estimator of
+    `args.estimators`, each run and row then named by its estimator), scored hard-quantized and
+    exported packed: (the rows, {chart series: [(bits per weight, WER)]})."""
+    estimators = args.estimators.split(",") if args.estimators else [None]
+    fine_tunes = [(bits, estimator) for estimator in estimators for bits in widths]
+    rows: list[Row] = []
+    points: dict[str, list[tuple[float, float]]] = {}
+    for i, (bits, estimator) in enumerate(fine_tunes):
+        compared = len(estimators) > 1
+        name, suffix = (f"gq{bits}-{estimator}", f" ({estimator})") if compared else (f"gq{bits}", "")
+        workdir = args.out / name
+        print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(fine_tunes)})", flush=True)
+        train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps, estimator),
+                                 str(workdir))
+        gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
+                                   export=str(args.out / f"{name}.gqpk"), latent=False)
+        average_bits, scores = gq["sizes"]["quantized"]["average_bits"], gq["results"][args.split]["quantized"]
+        rows.append((f"GQ {bits}-bit{suffix}", average_bits, scores, gq["export"]["file_bytes"]))
+        points.setdefault(f"GQ fine-tuned{suffix}", []).append((average_bits, scores["wer"]))
+    return rows, points
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=pathlib.Path, default=ROOT / demo_gq.PUBLISHED)
@@ -103,40 +140,18 @@ def main() -> None:
 
     print(f"[1/4] synth-en {args.size} corpus in {args.data}", flush=True)
     synth.build(args.data, args.size, seed=0, jobs=os.cpu_count() or 1)
-
-    ptq_widths = sorted({8, *widths}, reverse=True)
-    print(f"[2/4] {args.model} and its PTQ at {ptq_widths} bits on {args.split}", flush=True)
-    ptq = [f"ptq_round:{b}" for b in ptq_widths]
-    published = eval_cmd.evaluate_published(str(args.model), str(args.data), [args.split],
-                                            max_examples=args.max_examples, ptq=ptq)
-    scored, ptq_sizes = published["results"][args.split], published["ptq_sizes"]
-    float32_bytes = next(iter(ptq_sizes.values()))["float32_bytes"]
-    rows: list[Row] = [("float32 (published)", 32.0, scored["published"], float32_bytes)]
-    rows += [(f"PTQ round {name.split('_')[-1]}", ptq_sizes[name]["average_bits"], scored[name],
-              ptq_sizes[name]["total_bytes"]) for name in scored if name != "published"]
-
-    estimators = args.estimators.split(",") if args.estimators else [None]
-    fine_tunes = [(bits, estimator) for estimator in estimators for bits in widths]
-    gq_points: dict[str, list[tuple[float, float]]] = {}  # chart series: (bits per weight, WER)
-    for i, (bits, estimator) in enumerate(fine_tunes):
-        compared = len(estimators) > 1  # name each run and row by its estimator
-        name, suffix = (f"gq{bits}-{estimator}", f" ({estimator})") if compared else (f"gq{bits}", "")
-        workdir = args.out / name
-        print(f"[3/4] GQ {bits}-bit fine-tuning in {workdir} ({i + 1}/{len(fine_tunes)})", flush=True)
-        train.train_and_evaluate(fine_tune_config(args.model, args.data, bits, args.gq_steps, estimator),
-                                 str(workdir))
-        gq = eval_cmd.evaluate_run(str(workdir), splits=[args.split], max_examples=args.max_examples,
-                                   export=str(args.out / f"{name}.gqpk"), latent=False)
-        average_bits, scores = gq["sizes"]["quantized"]["average_bits"], gq["results"][args.split]["quantized"]
-        rows.append((f"GQ {bits}-bit{suffix}", average_bits, scores, gq["export"]["file_bytes"]))
-        gq_points.setdefault(f"GQ fine-tuned{suffix}", []).append((average_bits, scores["wer"]))
+    print(f"[2/4] {args.model} and its PTQ at {sorted({8, *widths}, reverse=True)} bits on {args.split}",
+          flush=True)
+    float_scores, rows, float32_bytes = post_training_rows(args, widths)
+    gq_rows, gq_points = fine_tune_rows(args, widths)
+    rows += gq_rows
 
     print(f"[4/4] table and pictures in {args.out}", flush=True)
-    table = results_table(rows, scored["published"], float32_bytes, args.split)
+    table = results_table(rows, float_scores, float32_bytes, args.split)
     pictures.wer_against_bits(
         {"PTQ round-to-nearest": [(bits, s["wer"]) for name, bits, s, _ in rows if name.startswith("PTQ")],
          **gq_points},
-        args.out / "wer_bits.png", baseline=("float32", scored["published"]["wer"]))
+        args.out / "wer_bits.png", baseline=("float32", float_scores["wer"]))
     minutes = (time.time() - start) / 60
     (args.out / "results.md").write_text(f"{table}\n\n(demo ran in {minutes:.1f} min)\n")
     (args.out / "scores.json").write_text(json.dumps(

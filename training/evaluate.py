@@ -22,6 +22,7 @@ from training import input_pipeline
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def _features(batch, config, feature_stats):
+    """`input_pipeline.features` under jit, the features config (`_Frozen`) static."""
     return input_pipeline.features(batch, config, stats=feature_stats)
 
 
