@@ -26,7 +26,8 @@ clipping, which sees only the weights' part) and `grad_share`, the share of late
 
 Input: batches are planned from durations and transcripts alone and decoded by grain worker
 processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is
-printed at the start.
+printed at the start, and the step is compiled for every one of them before the first step, as
+many at a time as the machine has cores (`compile_train_steps`; one process only).
 
 Multi-host (several machines or processes): call `jax.distributed.initialize()` first (the
 `--distributed` flag does, reading the coordinator address, process count and id from the
@@ -38,9 +39,11 @@ batch.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import math
+import os
 import pathlib
 import sys
 import time
@@ -156,6 +159,36 @@ def make_p_train_step(config: ml_collections.ConfigDict, model, quantizer: gq_ja
     return jax.pmap(step, axis_name="batch", donate_argnums=(0,))
 
 
+def batch_signature(batch: Batch) -> tuple:
+    """The shapes of a device-split batch ({name: (shape)} as sorted pairs): what a step compiles for."""
+    return tuple(sorted((name, tuple(np.shape(value))) for name, value in batch.items()))
+
+
+def compile_train_steps(p_train_step: Callable, state: TrainState, plan: batching.BatchPlan,
+                        threads: int) -> dict[tuple, Callable]:
+    """The train step compiled for every used bucket of `plan` before the first step, `threads` shapes at
+    a time: {`batch_signature`: compiled step}. XLA compiles one program on one core and releases
+    the GIL, so on a 2-core machine two threads compile the buckets in a little over half the time
+    of the first-use compiles they replace. `state` is the replicated state (lowered, not run); one
+    process only."""
+    def compile_bucket(bucket: batching.Bucket) -> tuple[tuple, Callable]:
+        batch = split_for_devices(batching.pad_batch([], bucket, bucket.rows), jax.local_device_count())
+        return batch_signature(batch), p_train_step.lower(state, batch).compile()
+
+    # The buckets that fill a batch (with drop_remainder a bucket may hold fewer utterances than a
+    # batch's rows); every epoch has the same ones.
+    used = [plan.buckets[i] for i in sorted({int(plan.bucket_of[batch[0]]) for batch in plan.epoch(0)})]
+    compiled = {}
+    with (concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool,
+          tqdm.tqdm(total=len(used), desc=f"compile, {threads} at a time", dynamic_ncols=True,
+                    disable=jax.process_index() != 0) as bar):
+        for future in concurrent.futures.as_completed([pool.submit(compile_bucket, b) for b in used]):
+            signature, step = future.result()
+            compiled[signature] = step
+            bar.update(1)
+    return compiled
+
+
 def initial_params(model, config: ml_collections.ConfigDict) -> Any:
     """Random parameters, or those `config.quant.init_from` names: the weights of a published model
     folder (dequantized, float32) or the latest checkpoint of a run's workdir."""
@@ -238,6 +271,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     previous_indices = metrics.assignment_indices(start_export.hardened)
     start_step = int(state.step)
     state = state_lib.replicate(state)
+    # Several processes: pmap's lowering sees the global state, its calls the local one; those
+    # compile each shape at first use.
+    compiled_steps = (compile_train_steps(p_train_step, state, plan, os.cpu_count() or 1)
+                      if start_step < config.num_train_steps and jax.process_count() == 1 else {})
     losses, skipped, waited, since = [], 0, 0.0, time.perf_counter()
     stream = input_pipeline.train_stream(config, plan, train_source, tokenizer, start_step)
     bar = tqdm.tqdm(total=config.num_train_steps, initial=start_step, disable=not is_chief,
@@ -251,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 logging.warning("skipping %s", reason)
             skipped += len(loaded.skipped)
             batch = split_for_devices(loaded.batch, jax.local_device_count())
-            state, step_metrics = p_train_step(state, batch)
+            state, step_metrics = compiled_steps.get(batch_signature(batch), p_train_step)(state, batch)
             step_metrics = jax.device_get(state_lib.unreplicate(step_metrics))
             loss_value = float(step_metrics["loss"])
             if not math.isfinite(loss_value):

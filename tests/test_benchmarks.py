@@ -56,3 +56,14 @@ def test_the_train_step_benchmark_times_a_config_and_its_variant_in_one_run(tiny
     parameters = {name: int(row[1].replace(",", "")) for name, row in rows.items()}
     assert parameters["test_tiny+"] < parameters["test_tiny"]  # the narrower encoder has fewer parameters
     assert all(float(share) > 0 for _, _, share in rows.values())
+
+
+def test_the_compile_benchmark_times_one_thread_against_several_in_one_run(tiny_corpus):
+    """Shrunk to configs/test_tiny.py on the tiny corpus (the recipes' rows are in
+    results/benchmarks/compile.txt)."""
+    out = run("benchmarks/compile.py", "--corpus", str(tiny_corpus), "--configs", "test_tiny", "--threads", "2")
+    row = re.search(r"^test_tiny\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
+    assert row, out
+    buckets, serial, parallel, ratio = int(row[1]), float(row[2]), float(row[3]), float(row[4])
+    assert buckets >= 1 and serial > 0 and parallel > 0
+    assert abs(ratio - parallel / serial) < 0.01 + 0.01 * ratio

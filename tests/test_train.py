@@ -232,3 +232,37 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_corpus,
     two, one = runs.load(workdir), runs.load(float_run)
     for x, y in zip(jax.tree_util.tree_leaves(two.params), jax.tree_util.tree_leaves(one.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
+def test_the_train_steps_compiled_ahead_cover_every_bucket_and_match_the_step_compiled_at_first_use(
+        tiny_corpus, tmp_path):
+    import train
+    from corpora import batching
+    from training import config as config_lib
+    from training import input_pipeline
+    from training import state as state_lib
+
+    config = tiny_config(tiny_corpus, **{"data.num_buckets": 3, "quant.method": "gq"})
+    split = input_pipeline.source(config.data, "train")
+    tokenizer = input_pipeline.make_tokenizer(config.data, tmp_path, split)
+    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
+    optimizer = state_lib.make_optimizer(config)
+    plan = input_pipeline.train_plan(config, split, tokenizer)
+    params = state_lib.random_params(model, config)
+    fresh_state = lambda: state_lib.replicate(
+        state_lib.create(params, method.quantizer.init(params), optimizer, config.seed))
+    step = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
+
+    compiled = train.compile_train_steps(step, fresh_state(), plan, threads=2)
+
+    loader = batching.BatchLoader(split, tokenizer, plan)
+    planned = batching.PlannedBatches(plan, 0, plan.batches_per_epoch)
+    batches = [batching.split_for_devices(loader(planned[k]).batch) for k in range(len(planned))]
+    assert len({train.batch_signature(b) for b in batches}) >= 2
+    assert set(compiled) == {train.batch_signature(b) for b in batches}
+    batch = batches[-1]
+    ahead, ahead_metrics = compiled[train.batch_signature(batch)](fresh_state(), batch)
+    first_use, first_use_metrics = step(fresh_state(), batch)
+    assert_trees_equal(ahead.params, first_use.params)
+    np.testing.assert_array_equal(ahead_metrics["loss"], first_use_metrics["loss"])
