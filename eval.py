@@ -1,14 +1,17 @@
 """Score a trained run or a published model: WER/CER/S/D/I per split.
 
     python eval.py --workdir runs/demo-gq4 [--checkpoint STEP] [--average N] [--splits test,real]
-                   [--beam N | --decoder ctc] [--data PATH] [--ptq ptq_round:8] [--export model.gqpk]
+                   [--beam N | --decoder ctc | --decoder streaming --chunk_ms 100] [--data PATH]
+                   [--ptq ptq_round:8] [--export model.gqpk]
                    [--publish results/models/NAME]
     python eval.py --model results/models/NAME --data PATH [--splits ...] [--beam N | --decoder ctc]
                    [--ptq ptq_round:4] [--runtime float32|resident|int8]
 
 `--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
 `--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
-transducer. `--publish DIR` writes the run's model (its hard-quantized weights with the other
+transducer; `--decoder streaming` decodes each utterance alone as a stream of `--chunk_ms` chunks
+(`models.streaming.greedy`, batch size 1; a model trained with `data.feature_normalization=global`),
+whose transcripts are the greedy ones. `--publish DIR` writes the run's model (its hard-quantized weights with the other
 leaves in float32, or for a float run every weight as float16) as a published folder (`training/published.py`) that `--model DIR`
 scores with no workdir. `--runtime` (with `--model`) chooses how the published weights are held
 while decoding: `float32` dequantizes them at load; `resident` keeps quantized leaves as their
@@ -41,7 +44,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 import gq_jax
-from corpora import librispeech
+from corpora import batching, librispeech
 from experiments import statistics
 from gq_jax import runtime as runtime_lib
 from training import evaluate, input_pipeline, metrics, published, runs
@@ -57,8 +60,10 @@ def define_flags() -> None:
     flags.DEFINE_string("model", None, "A published model folder (instead of --workdir).")
     flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: latest).")
     flags.DEFINE_integer("average", 1, "Average the latent weights of this many latest checkpoints.")
-    flags.DEFINE_enum("decoder", "transducer", ["transducer", "ctc"], "transducer (greedy or beam) or "
-                      "ctc (best path of the auxiliary CTC head).")
+    flags.DEFINE_enum("decoder", "transducer", ["transducer", "ctc", "streaming"], "transducer (greedy "
+                      "or beam), ctc (best path of the auxiliary CTC head) or streaming (greedy, "
+                      "chunk by chunk, batch size 1).")
+    flags.DEFINE_integer("chunk_ms", 100, "With --decoder streaming: the audio of each chunk, in ms.")
     flags.DEFINE_string("publish", None, "Write the run's model here as a published folder.")
     flags.DEFINE_list("splits", None, "Splits to score (default: config.data.eval_splits); 'real' is "
                       "the Asterisk prompts.")
@@ -149,27 +154,39 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_collections.ConfigDict,
-          splits: list[str], beam: int = 1, max_examples: int = 0, ctc: bool = False
+          splits: list[str], beam: int = 1, max_examples: int = 0, ctc: bool = False, chunk_ms: int = 0
           ) -> dict[str, dict[str, dict[str, float]]]:
     """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split
-    (with `run`'s model, tokenizer and features; `ctc`: by the CTC head)."""
+    (with `run`'s model, tokenizer and features; `ctc`: by the CTC head; `chunk_ms` > 0: greedy,
+    streamed in chunks of that many ms)."""
+    if chunk_ms and (beam != 1 or ctc):
+        raise ValueError(f"streaming decodes greedily with the transducer; got beam={beam}, ctc={ctc}")
     results: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         examples = input_pipeline.source(data, split, max_examples)
         results[split] = {}
         for name, params in models.items():
-            refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
-                                             run.config.features, run.config.eval_batch_size, beam, ctc,
-                                             run.feature_stats)
+            if chunk_ms:
+                refs, hyps = evaluate.transcribe_streaming(run.model, params, examples, run.tokenizer,
+                                                           run.feature_stats, chunk_ms * batching.SAMPLE_RATE_HZ // 1000)
+            else:
+                refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
+                                                 run.config.features, run.config.eval_batch_size, beam, ctc,
+                                                 run.feature_stats)
             # Per-utterance errors and words too, for the paired bootstrap (experiments/statistics.py).
             results[split][name] = {**evaluate.scores(refs, hyps), **statistics.utterance_record(refs, hyps)}
     return results
 
 
+def decoder_name(ctc: bool, chunk_ms: int) -> str:
+    """"ctc", "streaming <chunk_ms> ms" or "transducer"."""
+    return "ctc" if ctc else f"streaming {chunk_ms} ms" if chunk_ms else "transducer"
+
+
 def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] | None = None,
                  beam: int = 1, data: str | None = None, ptq: list[str] = (),
                  export: str | None = None, max_examples: int = 0, average: int = 1,
-                 ctc: bool = False, publish: str | None = None, latent: bool = True) -> dict:
+                 ctc: bool = False, publish: str | None = None, latent: bool = True, chunk_ms: int = 0) -> dict:
     """Scores the run (see the module docstring) and writes eval.json and sizes.json; `latent=False`
     skips the latent float row of a quantized run (one decode less).
 
@@ -182,10 +199,10 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     exported = run.export()
     models = models_to_score(run, exported, list(ptq), latent)
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
-                    beam, max_examples, ctc)
+                    beam, max_examples, ctc, chunk_ms)
     sizes = size_rows(models)
     output = {"checkpoint": run.step, "averaged_steps": list(run.averaged_steps), "beam": beam,
-              "decoder": "ctc" if ctc else "transducer", "results": results, "sizes": sizes}
+              "decoder": decoder_name(ctc, chunk_ms), "results": results, "sizes": sizes}
     (pathlib.Path(workdir) / "eval.json").write_text(json.dumps(results, indent=2))
     (pathlib.Path(workdir) / "sizes.json").write_text(json.dumps(sizes, indent=2))
     if export:
@@ -234,7 +251,7 @@ def serving(model: published.Published, folder: str, runtime: str) -> tuple[publ
 
 def evaluate_published(folder: str, data: str, splits: list[str] | None = None, beam: int = 1,
                        max_examples: int = 0, ctc: bool = False, ptq: list[str] = (),
-                       runtime: str = "float32") -> dict:
+                       runtime: str = "float32", chunk_ms: int = 0) -> dict:
     """Scores the published model in `folder` on `data` (see `data_for`), held as `runtime` says
     (see `serving`), and each `ptq` quantization of its weights; returns {"beam", "decoder",
     "runtime", "results": {split: {"published" and each ptq name: scores}}, "sizes": the stored
@@ -243,13 +260,13 @@ def evaluate_published(folder: str, data: str, splits: list[str] | None = None, 
     data_config, data_splits = data_for(data, model.config.data)
     splits = list(data_splits or splits or model.config.data.eval_splits)
     served, params = serving(model, folder, runtime)
-    results = score(served, {"published": params}, data_config, splits, beam, max_examples, ctc)
+    results = score(served, {"published": params}, data_config, splits, beam, max_examples, ctc, chunk_ms)
     post = ptq_models(model, list(ptq))
     if post:
         post_results = score(model, {name: p for name, (p, _) in post.items()}, data_config, splits,
-                             beam, max_examples, ctc)
+                             beam, max_examples, ctc, chunk_ms)
         results = {split: {**results[split], **post_results[split]} for split in splits}
-    return {"beam": beam, "decoder": "ctc" if ctc else "transducer", "runtime": runtime,
+    return {"beam": beam, "decoder": decoder_name(ctc, chunk_ms), "runtime": runtime,
             "results": results, "sizes": str(model.sizes), "ptq_sizes": size_rows(post)}
 
 
@@ -258,21 +275,22 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     absl_logging.set_verbosity(absl_logging.WARNING)
     ctc = FLAGS.decoder == "ctc"
+    chunk_ms = FLAGS.chunk_ms if FLAGS.decoder == "streaming" else 0
     try:
         if FLAGS.model:
             if FLAGS.data is None:
                 raise ValueError("--model needs --data: the corpus to score it on")
             output = evaluate_published(FLAGS.model, FLAGS.data, FLAGS.splits, FLAGS.beam,
-                                        FLAGS.max_examples, ctc, FLAGS.ptq, FLAGS.runtime)
+                                        FLAGS.max_examples, ctc, FLAGS.ptq, FLAGS.runtime, chunk_ms)
         else:
             if FLAGS.runtime != "float32":
                 raise ValueError("--runtime chooses how a published model is held; give it with --model")
             output = evaluate_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.splits, FLAGS.beam, FLAGS.data,
                                   FLAGS.ptq, FLAGS.export, FLAGS.max_examples, FLAGS.average, ctc,
-                                  FLAGS.publish)
+                                  FLAGS.publish, chunk_ms=chunk_ms)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"eval.py: error: {e}")
-    decoder = "ctc" if ctc else f"beam {output['beam']}"
+    decoder = output["decoder"] if ctc or chunk_ms else f"beam {output['beam']}"
     if FLAGS.model:
         print(f"{FLAGS.model} ({decoder}, {FLAGS.runtime} runtime):")
     else:

@@ -2,6 +2,9 @@
 frames to float rounding, for the RNN-T and the chunked Conformer, at chunk sizes aligned to the
 frame rate or not, on an utterance whose length is a multiple of nothing."""
 
+import json
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,3 +219,31 @@ def test_a_global_normalisation_run_saves_its_statistics_and_its_published_model
     expected = decoding.greedy_decode(model.model, {"params": model.params}, feats, lengths).token_ids[0]
     decoder = streaming.greedy(model.model, {"params": model.params}, model.feature_stats, chunk_samples=1600)
     assert streaming.decode(decoder, audio) == expected
+
+
+def test_eval_py_streaming_decoder_scores_the_greedy_transcripts_of_a_trained_run(tiny_corpus, tmp_path):
+    """eval.py --decoder streaming on a (2-step) run with global features: every utterance of the
+    test split streamed in 100 ms chunks gives greedy decoding's errors, utterance for utterance."""
+    import subprocess
+    import sys
+
+    import eval as eval_cmd
+    import train
+    from tests.tiny_run import tiny_config
+
+    workdir = tmp_path / "global"
+    train.train_and_evaluate(tiny_config(tiny_corpus, **{"data.feature_normalization": "global",
+                                                         "num_train_steps": 2, "eval_every_steps": 2}),
+                             str(workdir))
+    greedy = eval_cmd.evaluate_run(str(workdir), splits=["test"])["results"]["test"]["float"]
+    assert greedy["substitutions"] + greedy["insertions"] > 0  # it emits tokens: the comparison means something
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "eval.py"), "--workdir", str(workdir), "--splits", "test",
+                             "--decoder", "streaming", "--chunk_ms", "100"],
+                            cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "streaming 100 ms" in result.stdout
+    streamed = json.loads((workdir / "eval.json").read_text())["test"]["float"]
+    assert streamed["utterance_errors"] == greedy["utterance_errors"] and streamed["wer"] == greedy["wer"]
+    with pytest.raises(ValueError, match="greedily"):
+        eval_cmd.evaluate_run(str(workdir), splits=["test"], beam=4, chunk_ms=100)

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from corpora import sources
-from models import decoding
+from models import decoding, streaming
 from models.transducer_parts import Transducer
 from training import input_pipeline
 
@@ -69,6 +69,21 @@ def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
         for row in np.flatnonzero(batch["mask"]):
             refs.append(tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist()))
             hyps.append(result.texts[row])
+    return refs, hyps
+
+
+def transcribe_streaming(model: Transducer, params: Any, split: sources.Source, tokenizer, feature_stats: Any,
+                         chunk_samples: int, batch_size: int = 16) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) for the utterances of `split` in `transcribe`'s order, each decoded
+    alone as a stream of `chunk_samples`-sample chunks (`models.streaming.greedy`: batch size 1,
+    state carried between chunks; `feature_stats` are the run's corpus statistics, required)."""
+    decoder = streaming.greedy(model, {"params": params}, feature_stats, chunk_samples=chunk_samples)
+    refs, hyps = [], []
+    for batch in input_pipeline.eval_batches(split, tokenizer, batch_size):
+        for row in np.flatnonzero(batch["mask"]):
+            refs.append(tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist()))
+            audio = batch["audio"][row, :batch["audio_lengths"][row]]
+            hyps.append(tokenizer.decode(streaming.decode(decoder, audio)))
     return refs, hyps
 
 
