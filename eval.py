@@ -4,15 +4,16 @@
                    [--beam N | --decoder ctc | --decoder streaming --chunk_ms 100] [--data PATH]
                    [--ptq ptq_round:8] [--export model.gqpk]
                    [--publish results/models/NAME]
-    python eval.py --model results/models/NAME --data PATH [--splits ...] [--beam N | --decoder ctc]
+    python eval.py --model results/models/NAME --data PATH [--splits ...]
+                   [--beam N | --decoder ctc | --decoder streaming --chunk_ms 100]
                    [--ptq ptq_round:4] [--runtime float32|resident|int8]
 
 `--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
 `--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
 transducer; `--decoder streaming` decodes each utterance alone as a stream of `--chunk_ms` chunks
 (`models.streaming.greedy`, batch size 1; a model trained with `data.feature_normalization=global`),
-whose transcripts are the greedy ones. `--publish DIR` writes the run's model (its hard-quantized weights with the other
-leaves in float32, or for a float run every weight as float16) as a published folder (`training/published.py`) that `--model DIR`
+whose transcripts are the greedy ones. `--publish DIR` writes the run's model (its hard-quantized
+weights with the other leaves in float32, or for a float run every weight as float16) as a published folder (`training/published.py`) that `--model DIR`
 scores with no workdir. `--runtime` (with `--model`) chooses how the published weights are held
 while decoding: `float32` dequantizes them at load; `resident` keeps quantized leaves as their
 b-bit indices, codebook and scales and expands each inside the jitted computation just before use
@@ -167,8 +168,9 @@ def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_
         results[split] = {}
         for name, params in models.items():
             if chunk_ms:
+                chunk_samples = chunk_ms * batching.SAMPLE_RATE_HZ // 1000
                 refs, hyps = evaluate.transcribe_streaming(run.model, params, examples, run.tokenizer,
-                                                           run.feature_stats, chunk_ms * batching.SAMPLE_RATE_HZ // 1000)
+                                                           run.feature_stats, chunk_samples)
             else:
                 refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
                                                  run.config.features, run.config.eval_batch_size, beam, ctc,

@@ -22,7 +22,8 @@ process count) is an error naming the field. Metrics go to `workdir/metrics.json
 seconds of every process of the run so far, work lost to a crash included) and `resumes`, and
 the gradient at the logged step (`gradient_metrics`): `grad_norm/<module>` per top-level module
 (encoder, predictor, joint, ...), `grad_norm/quantizer` (GQ's centroids), `grad_norm` (all, before
-clipping, which sees only the weights' part) and `grad_share`, the share of latent weights receiving >= 10 % of their upstream gradient.
+clipping, which sees only the weights' part) and `grad_share`, the share of latent weights
+receiving >= 10 % of their upstream gradient.
 
 Input: batches are planned from durations and transcripts alone and decoded by grain worker
 processes ahead of the step (`corpora.batching`); the number of batch shapes that compile is

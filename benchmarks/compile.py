@@ -7,7 +7,8 @@
 For each config, on the batch plan of `--corpus` with the config's own batch settings (its buckets)
 and random weights (or its `quant.init_from` model's), a fresh pmapped train step
 (`train.make_p_train_step`) is compiled for every bucket with 1 thread, then another fresh one with
-`--threads`: wall seconds of each and their ratio (JAX's persistent compilation cache is off). Run it on an otherwise idle machine: both are times.
+`--threads`: wall seconds of each and their ratio (JAX's persistent compilation cache is off).
+Run it on an otherwise idle machine: both are times.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from training import state as state_lib  # noqa: E402
 
 
 def compile_seconds(name: str, corpus: pathlib.Path, thread_counts: tuple[int, ...]) -> tuple[int, list[float]]:
-    """(number of buckets, [wall seconds to compile every bucket's step with each thread count])."""
+    """(number of shapes compiled, [wall seconds to compile every used bucket's step with each thread
+    count])."""
     config = importlib.import_module(f"configs.{name}").get_config()
     config.data.path = str(corpus)
     train_split = input_pipeline.source(config.data, config.data.train_split)
@@ -45,13 +47,13 @@ def compile_seconds(name: str, corpus: pathlib.Path, thread_counts: tuple[int, .
     params = train.initial_params(model, config)
     optimizer = state_lib.make_optimizer(config)
     state = state_lib.replicate(state_lib.create(params, method.quantizer.init(params), optimizer, config.seed))
-    seconds = []
+    seconds, shapes = [], 0
     for threads in thread_counts:
         step = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
         start = time.perf_counter()
-        train.compile_train_steps(step, state, plan, threads)
+        shapes = len(train.compile_train_steps(step, state, plan, threads))
         seconds.append(time.perf_counter() - start)
-    return len(plan.buckets), seconds
+    return shapes, seconds
 
 
 def main() -> None:
