@@ -43,6 +43,11 @@ class _Frozen:
         return isinstance(other, _Frozen) and self._key == other._key
 
 
+def reference(batch: dict, row: int, tokenizer) -> str:
+    """The tokenizer's round trip of row `row`'s transcript: the text the model can produce."""
+    return tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist())
+
+
 def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
                features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1,
                ctc: bool = False, feature_stats: Any = None) -> tuple[list[str], list[str]]:
@@ -67,7 +72,7 @@ def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
             result = decoding.beam_search(model, variables, feats, lengths, beam_width=beam,
                                           tokenizer=tokenizer)
         for row in np.flatnonzero(batch["mask"]):
-            refs.append(tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist()))
+            refs.append(reference(batch, row, tokenizer))
             hyps.append(result.texts[row])
     return refs, hyps
 
@@ -81,7 +86,7 @@ def transcribe_streaming(model: Transducer, params: Any, split: sources.Source, 
     refs, hyps = [], []
     for batch in input_pipeline.eval_batches(split, tokenizer, batch_size):
         for row in np.flatnonzero(batch["mask"]):
-            refs.append(tokenizer.decode(batch["labels"][row, :batch["label_lengths"][row]].tolist()))
+            refs.append(reference(batch, row, tokenizer))
             audio = batch["audio"][row, :batch["audio_lengths"][row]]
             hyps.append(tokenizer.decode(streaming.decode(decoder, audio)))
     return refs, hyps
