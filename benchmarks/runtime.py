@@ -18,7 +18,10 @@ batch-1 time spent in the encoder, and XLA's temporaries of the compiled batched
 the expanded float weights live). In the same rounds each utterance is also streamed
 (`models.streaming.greedy`, batch 1, `--chunk_ms` chunks, features normalised with the statistics
 of these utterances): the median and P90 over all chunks of the time from a chunk's arrival to its
-tokens (`step`, compiled once beforehand). Then each against the 8-bit model. With
+tokens (`step`, compiled once beforehand), and the expansion alone (`gq_jax.runtime.expand` of the
+whole resident tree, jitted: the work every call does before its first matmul). Then each against
+the 8-bit model, chunk latency also as the ratio of medians over the same chunks (same clip, same
+round) with a paired bootstrap 95 % interval. With
 `--int8_matmuls` the 8-bit and 5-bit models are also decoded with int8 × int8 -> int32 matmuls, and
 their token error rate against the exact decode of the same model is printed (random weights: the
 int8 path's deviation, not a WER on speech).
@@ -226,12 +229,15 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
     clips = audio_clips(args.corpus, args.utterances, args.seconds)
     stats, chunk_samples = clip_stats(clips, config.features.num_mel_bins), int(args.chunk_ms * 16)
     streams = {key: chunk_latencies(config, decoders[key][1], stats, chunk_samples, key[1]) for key in names}
-    out = {key: {"batch1": [], "batched": [], "encode": [], "chunks": []} for key in names}
-    for key, (_, _, search, encode) in decoders.items():
+    expand = jax.jit(runtime.expand)
+    out = {key: {"batch1": [], "batched": [], "encode": [], "expand": [], "chunks": []} for key in names}
+    for key, (_, tree, search, encode) in decoders.items():
         search(feats, lengths), search(*singles[0]), encode(*singles[0]), streams[key](clips[0])  # compile
+        jax.block_until_ready(expand(tree))
     for _ in range(args.repeats):
-        for key, (_, _, search, encode) in decoders.items():
-            for name, fn in (("batched", lambda: search(feats, lengths)),
+        for key, (_, tree, search, encode) in decoders.items():
+            for name, fn in (("expand", lambda: jax.block_until_ready(expand(tree))),
+                             ("batched", lambda: search(feats, lengths)),
                              ("batch1", lambda: [search(f, n) for f, n in singles]),
                              ("encode", lambda: [encode(f, n) for f, n in singles])):
                 start = time.perf_counter()
@@ -245,7 +251,8 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
         memory = decoding.greedy_search.lower(served, {"params": tree}, feats, lengths, 3).compile().memory_analysis()
         chunks = np.array(out[key].pop("chunks"))
         times = {name: min(values) for name, values in out[key].items()}
-        result[key] = {"chunk_p50_s": float(np.median(chunks)), "chunk_p90_s": float(np.percentile(chunks, 90)),
+        result[key] = {"chunk_seconds": chunks, "expand_s": times["expand"],
+                       "chunk_p50_s": float(np.median(chunks)), "chunk_p90_s": float(np.percentile(chunks, 90)),
                        "chunks": len(chunks), "rtf_batch1": times["batch1"] / float(audio_s.sum()),
                        "rtf_batched": times["batched"] / float(audio_s.sum()),
                        "encoder_share_batch1": times["encode"] / times["batch1"],
@@ -254,6 +261,17 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
                        "audio_s": float(audio_s.sum()), "padded_s": float(len(audio_s) * feats.shape[1] / 100),
                        "devices": str(jax.devices())}
     return result
+
+
+def paired_median_ratio(a, b, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """median(b) / median(a) for latencies of the same items, and its paired bootstrap 95 %
+    percentile interval: items resampled with replacement, the same indices for a and b."""
+    import numpy as np
+
+    a, b = np.asarray(a), np.asarray(b)
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    ratios = np.median(b[draws], axis=1) / np.median(a[draws], axis=1)
+    return float(np.median(b) / np.median(a)), *map(float, np.percentile(ratios, [2.5, 97.5]))
 
 
 def token_error_rate(hyps: list[list[int]], refs: list[list[int]]) -> float:
@@ -306,7 +324,7 @@ def main() -> None:
           f"streaming: {args.chunk_ms:g} ms chunks, batch 1, latency per chunk over {first['chunks']} chunks")
     header = (f"{'variant':<9} {'bits':>5} {'resident B':>11} {'file B':>10} {'XLA temp B':>11} "
               f"{'peak RSS MB':>11} {'load RSS MB':>11} {'load s':>7} {'RTF b1':>7} {'RTF bN':>7} {'enc %':>6} "
-              f"{'chunk p50 ms':>12} {'chunk p90 ms':>12}")
+              f"{'chunk p50 ms':>12} {'chunk p90 ms':>12} {'expand ms':>9}")
     print(header)
     for name, _, bits in VARIANTS:
         r = results[name]
@@ -314,17 +332,19 @@ def main() -> None:
         print(f"{name:<9} {shown_bits:>5} {r['resident_bytes']:>11} {r['file_bytes']:>10} {r['temp_bytes']:>11} "
               f"{r['peak_rss_bytes'] / 2**20:>11.1f} {r['rss_load_bytes'] / 2**20:>11.1f} {r['load_s']:>7.3f} "
               f"{r['rtf_batch1']:>7.4f} {r['rtf_batched']:>7.4f} {100 * r['encoder_share_batch1']:>6.1f} "
-              f"{1000 * r['chunk_p50_s']:>12.2f} {1000 * r['chunk_p90_s']:>12.2f}")
+              f"{1000 * r['chunk_p50_s']:>12.2f} {1000 * r['chunk_p90_s']:>12.2f} {1000 * r['expand_s']:>9.2f}")
     base = results["uniform8"]
     print("\nagainst uniform 8-bit (goal at 5 bits: resident <= 0.70x, latency <= 1.00x):")
     print(f"{'variant':<9} {'resident':>9} {'peak RSS':>9} {'load':>7} {'RTF b1':>7} {'RTF bN':>7} "
-          f"{'chunk p50':>9} {'chunk p90':>9}")
+          f"{'chunk p50':>9} {'chunk p90':>9} {'expand':>7}  paired chunk median ratio [95 %]")
     for name, _, _ in VARIANTS:
         r = results[name]
+        ratio, low, high = paired_median_ratio(base["chunk_seconds"], r["chunk_seconds"])
         print(f"{name:<9} {r['resident_bytes'] / base['resident_bytes']:>8.3f}x "
               f"{r['peak_rss_bytes'] / base['peak_rss_bytes']:>8.3f}x {r['load_s'] / base['load_s']:>6.2f}x "
               f"{r['rtf_batch1'] / base['rtf_batch1']:>6.2f}x {r['rtf_batched'] / base['rtf_batched']:>6.2f}x "
-              f"{r['chunk_p50_s'] / base['chunk_p50_s']:>8.2f}x {r['chunk_p90_s'] / base['chunk_p90_s']:>8.2f}x")
+              f"{r['chunk_p50_s'] / base['chunk_p50_s']:>8.2f}x {r['chunk_p90_s'] / base['chunk_p90_s']:>8.2f}x "
+              f"{r['expand_s'] / base['expand_s']:>6.2f}x  {ratio:.3f}x [{low:.3f}, {high:.3f}]")
     for name, r in int8.items():
         ter = token_error_rate(r["tokens"], results[name]["tokens"])
         print(f"int8 x int8 matmuls, {name}: RTF b1 {r['rtf_batch1']:.4f} ({r['rtf_batch1'] / results[name]['rtf_batch1']:.2f}x "

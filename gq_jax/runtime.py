@@ -11,14 +11,17 @@ Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry code
 
   `PackedArray`  planes: the indices split into bit planes of 1, 2 and 4 bits (b's binary digits,
                  low bits first: 5 bits = a 1-bit plane + a 4-bit plane; 8 bits = one byte plane),
-                 each packed as `pack_bits` packs indices of that width ([ceil(N · w / 8)] uint8,
-                 repacked once at load from the file's b-bit groups); codebook [K] float32; scale
-                 (broadcastable to S) float32. Resident bytes = `QuantizedArray.packed_bytes` plus
-                 at most 2 (each plane rounds up to whole bytes). Expanded as
-                 codebook[Σ plane · 2^offset] · scale: a plane width divides 8, so each plane byte
-                 holds 8 / w whole indices and unpacking is shifts and masks of a broadcast, in
-                 uint8, one fused loop with the gather (the file's groups, where an index can cross
-                 a byte boundary, made XLA interleave 8 columns: 2-3x slower).
+                 each [B = ceil(N · w / 8)] uint8 for width w, strided: byte i holds the w-bit digits
+                 of indices i, i + B, i + 2B, ... at bits 0, w, 2w, ... (repacked once at load from
+                 the file's b-bit groups); codebook [2^b] float32 (the file's K <= 2^b entries,
+                 padded with the last one, so every b-bit index is in bounds); scale (broadcastable
+                 to S) float32. Resident bytes = `QuantizedArray.packed_bytes` plus at most 2 (each
+                 plane rounds up to whole bytes) plus 4 · (2^b − K). Expanded as
+                 codebook[Σ plane · 2^offset] · scale: unpacking a plane is its bytes shifted by
+                 0, w, 2w, ... and masked, [8 / w, B] rows that are the flat indices in order, so
+                 shifts, or and gather are one vectorised loop (the file's groups, where an index can
+                 cross a byte boundary, made XLA interleave 8 columns: 2-3x slower; planes packed
+                 as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower).
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
                  symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
                  8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
@@ -66,7 +69,8 @@ class PackedArray:
         return unpack_planes(self.planes, self.bits, math.prod(self.shape))
 
     def expand(self) -> jax.Array:
-        return (self.codebook[self.indices()].reshape(self.shape) * self.scale).astype(self.dtype)
+        values = self.codebook.at[self.indices()].get(mode="promise_in_bounds")  # 2^b entries
+        return (values.reshape(self.shape) * self.scale).astype(self.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -104,11 +108,16 @@ def plane_widths(bits: int) -> tuple[int, ...]:
 
 
 def pack_planes(indices: np.ndarray, bits: int) -> tuple[np.ndarray, ...]:
-    """The bit planes of `indices` (integers < 2**bits, any shape, flattened): for each width w of
-    `plane_widths(bits)`, the next w bits of every index as `pack_bits(..., w)`, [ceil(N · w / 8)] uint8."""
+    """The strided bit planes of `indices` (integers < 2**bits, any shape, flattened): for each width
+    w of `plane_widths(bits)`, the next w bits of every index, [B = ceil(N · w / 8)] uint8 with byte
+    i holding those of indices i, i + B, ... (index s · B + i at bits s · w, zero past N)."""
     flat, planes, offset = np.asarray(indices).ravel().astype(np.uint8), [], 0
     for w in plane_widths(bits):
-        planes.append(pack_bits((flat >> offset) & ((1 << w) - 1), w))
+        per = 8 // w
+        digits = np.zeros(-(-flat.size // per) * per, np.uint8)
+        digits[:flat.size] = (flat >> offset) & ((1 << w) - 1)
+        rows = digits.reshape(per, -1)
+        planes.append(np.bitwise_or.reduce(rows << (np.arange(per, dtype=np.uint8)[:, None] * w), axis=0))
         offset += w
     return tuple(planes)
 
@@ -116,13 +125,14 @@ def pack_planes(indices: np.ndarray, bits: int) -> tuple[np.ndarray, ...]:
 def unpack_planes(planes: tuple[jax.Array, ...], bits: int, count: int) -> jax.Array:
     """Inverse of `pack_planes` inside jit: the planes -> [count] uint8 indices.
 
-    Byte i of a w-bit plane holds indices 8i / w ... at bits 0, w, 2w, ...: a [bytes, 8 / w] shift
-    of the broadcast bytes, reshaped in place; then the planes are or-ed at their offsets.
+    A w-bit plane's bytes shifted right by 0, w, 2w, ... and masked are [8 / w, B] rows whose
+    concatenation is the w-bit digits of indices 0, 1, 2, ... in order; the planes' digits are then
+    or-ed at their offsets.
     """
     index, offset = None, 0
     for plane, w in zip(planes, plane_widths(bits)):
         if w < 8:
-            plane = ((plane[:, None] >> jnp.arange(0, 8, w, dtype=jnp.uint8)) & ((1 << w) - 1)).reshape(-1)
+            plane = ((plane[None, :] >> jnp.arange(0, 8, w, dtype=jnp.uint8)[:, None]) & ((1 << w) - 1)).reshape(-1)
         value = plane[:count]
         index = value if index is None else index | (value << offset)
         offset += w
@@ -141,7 +151,9 @@ def resident_leaf(q: QuantizedArray) -> PackedArray | Int8Array:
         values = (np.asarray(q.indices).astype(np.int16) - half).astype(np.int8)
         return Int8Array(jnp.asarray(values), jnp.asarray(q.scale, jnp.float32), jnp.float32(half), q.dtype)
     planes = tuple(map(jnp.asarray, pack_planes(np.asarray(q.indices), q.bits)))
-    return PackedArray(planes, jnp.asarray(q.codebook, jnp.float32),
+    codebook = np.asarray(q.codebook, np.float32)
+    codebook = np.concatenate([codebook, np.repeat(codebook[-1:], 2**q.bits - codebook.size)])
+    return PackedArray(planes, jnp.asarray(codebook),
                        jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape), q.dtype)
 
 
@@ -177,7 +189,7 @@ def to_int8(x: PackedArray | Int8Array) -> Int8Array:
     if isinstance(x, Int8Array):
         return x
     grid = jnp.clip(jnp.round(x.codebook * 127.0), -127, 127).astype(jnp.int8)
-    return Int8Array(grid[x.indices()].reshape(x.shape), x.scale, jnp.float32(127.0), x.dtype)
+    return Int8Array(grid.at[x.indices()].get(mode="promise_in_bounds").reshape(x.shape), x.scale, jnp.float32(127.0), x.dtype)
 
 
 def int8_dot(lhs: jax.Array, weight: Int8Array, dimension_numbers: Any) -> jax.Array | None:

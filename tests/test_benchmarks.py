@@ -32,6 +32,10 @@ def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     assert set(ratios) == {"float32", "uniform8", "gq5", "gq4", "gq2"}
     assert float(ratios["uniform8"]) == 1.0
     assert float(ratios["gq2"]) < float(ratios["gq4"]) < float(ratios["gq5"]) < 1.0 < float(ratios["float32"])
+    # the 8-bit model's chunks against themselves: ratio and interval exactly 1
+    assert re.search(r"^uniform8 .* 1\.000x \[1\.000, 1\.000\]$", out, re.MULTILINE)
+    intervals = re.findall(r"^gq\d .* ([\d.]+)x \[([\d.]+), ([\d.]+)\]$", out, re.MULTILINE)
+    assert len(intervals) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in intervals)
 
 
 def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():

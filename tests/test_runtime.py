@@ -12,8 +12,9 @@ from models import decoding
 from models.rnnt import make_rnnt
 
 RULES = [gq_jax.Rule(".*kernel", 4, "channel")]
-# (method, bits): GQ at the bit widths, and uniform 8-bit (resident as int8).
-MODELS = [("gq", 5), ("gq", 4), ("gq", 2), ("ptq_round", 8)]
+# (method, bits): GQ at the bit widths, uniform 8-bit (resident as int8) and uniform 4-bit
+# (a 15-entry codebook at 4 bits: resident padded to 16).
+MODELS = [("gq", 5), ("gq", 4), ("gq", 2), ("ptq_round", 8), ("ptq_round", 4)]
 
 
 def _quantizer(method: str, bits: int) -> gq_jax.Quantizer:
@@ -57,6 +58,13 @@ def test_unpack_planes_inside_jit_inverts_pack_planes(bits, count):
     np.testing.assert_array_equal(unpacked, indices)
 
 
+def test_bit_planes_are_strided_so_each_shift_yields_consecutive_indices():
+    # 5 indices at 4 bits: B = 3 bytes, byte i holds indices i and i + 3; 10 indices at 1 bit: 2
+    # bytes, byte i holds indices i, i + 2, i + 4, ...
+    assert runtime.pack_planes(np.array([1, 2, 3, 4, 5]), 4)[0].tolist() == [1 | 4 << 4, 2 | 5 << 4, 3]
+    assert runtime.pack_planes(np.array([1, 0] * 4 + [0, 1]), 1)[0].tolist() == [0b01111, 0b10000]
+
+
 def test_expanded_resident_leaves_equal_dequantize_bit_for_bit(packed):
     exported, path = packed
     tree = runtime.load_resident(path)
@@ -88,14 +96,16 @@ def test_resident_bytes_equal_the_size_report(packed):
                       for x in jax.tree_util.tree_leaves(tree, is_leaf=runtime.is_resident))
     if int8_leaves:  # int8 values and scales (SizeReport.uint8_bytes) plus one float32 L per leaf
         assert runtime.resident_bytes(tree) == exported.sizes.uint8_bytes + 4 * int8_leaves
-    else:  # the packed file's sections, its b-bit index bytes as bit planes (each rounded up to bytes)
+    else:  # the packed file's sections, its b-bit index bytes as bit planes (each rounded up to
+        # bytes), each codebook padded to 2^b entries
         hardened = gq_jax.load_packed(path)
         quantized = [q for q in jax.tree_util.tree_leaves(hardened, is_leaf=is_quantized)
                      if is_quantized(q)]
         rounding = sum(sum(-(-q.indices.size * w // 8) for w in runtime.plane_widths(q.bits))
                        - -(-q.indices.size * q.bits // 8) for q in quantized)
         assert 0 <= rounding <= 2 * len(quantized)
-        assert runtime.resident_bytes(tree) == gq_jax.size_report(hardened).total_bytes + rounding
+        padding = sum(4 * (2**q.bits - q.codebook.size) for q in quantized)
+        assert runtime.resident_bytes(tree) == gq_jax.size_report(hardened).total_bytes + rounding + padding
 
 
 def test_the_compiled_decoder_takes_the_packed_buffers_and_expands_each_layer_after_the_one_before(rnnt, packed):
