@@ -234,8 +234,9 @@ def _is_loop(eqn: Any) -> bool:
 class _Interpreter:
     """Evaluates a jaxpr whose weight inputs are resident leaves (see `ResidentModel`).
 
-    A resident leaf is expanded where an equation consumes it: inline through nested jits, before
-    a scan for the scan's constants, and, with `int8`, never for a 2-D matmul kernel (`int8_dot`).
+    A resident leaf is expanded where an equation first consumes it, once per call (later consumers
+    reuse it): inline through nested jits, before a scan for the scan's constants, and, with
+    `int8`, never for a 2-D matmul kernel (`int8_dot`, on its int8 form, also made once).
     An expansion whose consumer depends on an earlier loop of this call is made to depend on that
     loop's result (`_after`), so XLA cannot schedule it earlier: a layer's float weights are live
     from its input to its last use, not for the whole call.
@@ -243,6 +244,15 @@ class _Interpreter:
 
     def __init__(self, int8: bool):
         self.int8 = int8
+        self.cache: dict[tuple[str, int], tuple[Any, Any]] = {}  # (form, id(leaf)) -> (leaf, value)
+
+    def once(self, form: str, leaf: PackedArray | Int8Array, make: Any) -> Any:
+        """`make()` the first time `leaf` is asked for in this `form` ("float" or "int8"), then the
+        same value: a leaf consumed by several equations is expanded once per call."""
+        key = (form, id(leaf))
+        if key not in self.cache:
+            self.cache[key] = (leaf, make())
+        return self.cache[key][1]
 
     def run(self, jaxpr: Any, consts: list, args: list, after_loop: list[bool]) -> tuple[list, list[bool]]:
         env, late = {}, {}
@@ -271,13 +281,15 @@ class _Interpreter:
             return self.run(closed.jaxpr, closed.consts, invals, flags)[0]
         anchors = [x for x, flag in zip(invals, flags) if flag and not is_resident(x)]
         tie = lambda leaf: _after(leaf, anchors[0]) if anchors else leaf
+        as_int8 = lambda leaf: self.once("int8", leaf, lambda: to_int8(tie(leaf)))
         if self.int8 and name == "dot_general" and is_resident(invals[1]) and not is_resident(invals[0]):
-            out = int8_dot(invals[0], to_int8(tie(invals[1])), eqn.params["dimension_numbers"])
+            out = int8_dot(invals[0], as_int8(invals[1]), eqn.params["dimension_numbers"])
             if out is not None:
                 return [out.astype(eqn.outvars[0].aval.dtype)]
         if self.int8 and name == "scan":
-            return self.scan(eqn, [to_int8(tie(x)) if is_resident(x) else x for x in invals])
-        return _bind(eqn, [tie(x).expand() if is_resident(x) else x for x in invals])
+            return self.scan(eqn, [as_int8(x) if is_resident(x) else x for x in invals])
+        return _bind(eqn, [self.once("float", x, lambda x=x: tie(x).expand()) if is_resident(x) else x
+                           for x in invals])
 
     def scan(self, eqn: Any, invals: list) -> list:
         """The scan again, its body interpreted (so int8 constants reach the body's matmuls)."""
@@ -285,9 +297,9 @@ class _Interpreter:
         num_consts, num_carry = params["num_consts"], params["num_carry"]
         consts, init, xs = invals[:num_consts], invals[num_consts:num_consts + num_carry], invals[num_consts + num_carry:]
 
-        def step(carry, x):
-            outs, _ = self.run(body.jaxpr, body.consts, consts + list(carry) + list(x),
-                               [False] * len(invals))
+        def step(carry, x):  # a fresh cache: what the body expands stays inside the body's trace
+            outs, _ = _Interpreter(self.int8).run(body.jaxpr, body.consts, consts + list(carry) + list(x),
+                                                  [False] * len(invals))
             return outs[:num_carry], outs[num_carry:]
 
         carry, ys = jax.lax.scan(step, init, xs, length=params["length"], reverse=params["reverse"],
@@ -320,7 +332,8 @@ class ResidentModel:
     (jitted) call, where it is used (`resident_apply`).
 
     Every other attribute is the wrapped model's, so decoders that read `model.blank_id` or pass
-    `method=model.encode` work unchanged. Hashable, so it serves as a static jit argument.
+    `method=model.encode` work unchanged; a decoder with loops runs its body through `run`
+    (`models.decoding.run_decoder`). Hashable, so it serves as a static jit argument.
     `int8_matmuls`: run 2-D weight matmuls as int8 × int8 -> int32 (`int8_dot`) instead.
     """
 
@@ -330,6 +343,13 @@ class ResidentModel:
     def apply(self, variables: Any, *args, **kwargs) -> Any:
         return resident_apply(lambda v, *a: self.model.apply(v, *a, **kwargs), variables, *args,
                               int8=self.int8_matmuls)
+
+    def run(self, fn: Any, variables: Any, *args) -> Any:
+        """`fn(model, float variables, *args)` evaluated with the resident `variables`: a whole
+        decoder traced on the wrapped model, so a weight used inside its loops is expanded once,
+        before the loop (`resident_apply`), where `apply` called in a loop body would expand it on
+        every iteration. `args` are arrays (pytrees of them); bind static ones into `fn`."""
+        return resident_apply(lambda v, *a: fn(self.model, v, *a), variables, *args, int8=self.int8_matmuls)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)

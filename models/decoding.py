@@ -19,7 +19,7 @@ Both return token ids; pass a `tokenizer` (any object with `decode(ids) -> str`)
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,15 @@ def _result(token_ids: list[list[int]], tokenizer: Tokenizer | None) -> DecodeRe
 def _check_max_symbols(max_symbols_per_frame: int) -> None:
     if max_symbols_per_frame < 1:
         raise ValueError(f"max_symbols_per_frame must be >= 1, got {max_symbols_per_frame}")
+
+
+def run_decoder(model: Transducer, fn: Callable[..., Any], variables, *args) -> Any:
+    """`fn(model, variables, *args)`, or, for a model that runs decoders itself (a
+    `gq_jax.runtime.ResidentModel`, whose weights are expanded inside the call), `model.run(fn,
+    variables, *args)`: the whole loop traced once, so its weights are expanded before the loop,
+    not on every iteration."""
+    run = getattr(type(model), "run", None)
+    return run(model, fn, variables, *args) if run is not None else fn(model, variables, *args)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -118,6 +127,12 @@ def greedy_search(
     Returns:
       `tokens [B, T' * max_symbols_per_frame]` int32 (-1 after the end) and `num_tokens [B]`.
     """
+    return run_decoder(model, functools.partial(_greedy_search, max_symbols_per_frame=max_symbols_per_frame),
+                       variables, features, feature_lengths)
+
+
+def _greedy_search(model: Transducer, variables, features: jax.Array, feature_lengths: jax.Array,
+                   max_symbols_per_frame: int) -> tuple[jax.Array, jax.Array]:
     enc_proj, enc_lengths = _encode(model, variables, features, feature_lengths)
     batch, num_frames, _ = enc_proj.shape
     start = greedy_start(model, variables, batch, num_frames * max_symbols_per_frame)

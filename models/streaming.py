@@ -198,20 +198,21 @@ def greedy(model: Transducer, variables, stats: frontend.FeatureStats | None, *,
                            model.encoder.initial_stream_state(1, max_frames),
                            decoding.greedy_start(model, variables, 1, max_symbols_per_frame * max_frames))
 
-    @jax.jit
-    def step(variables, stats, state: StreamState, chunk: jax.Array, count: jax.Array) -> StreamState:
+    def step_body(model, variables, stats, state: StreamState, chunk: jax.Array, count: jax.Array) -> StreamState:
         frames, num_frames, samples = audio_to_frames(state.samples, chunk, count, stats)
         enc, num_enc, frames_left, encoder = frames_to_encoder(model, variables, state.frames, frames,
                                                                num_frames, state.encoder)
         search = greedy_frames(model, variables, state.search, enc, num_enc, max_symbols_per_frame)
         return StreamState(samples, frames_left, encoder, search)
 
-    @jax.jit
-    def finish(variables, state: StreamState) -> StreamState:
+    def finish_body(model, variables, state: StreamState) -> StreamState:
         enc, num_enc = encoder_tail(model, variables, state.frames, state.encoder)
         search = greedy_frames(model, variables, state.search, enc, num_enc, max_symbols_per_frame)
         return state._replace(samples=empty_queue(FRAME_SAMPLES - 1),
                               frames=empty_queue(window - 1, stats.total.shape), search=search)
+
+    step = jax.jit(lambda *args: decoding.run_decoder(model, step_body, *args))
+    finish = jax.jit(lambda *args: decoding.run_decoder(model, finish_body, *args))
 
     def padded_step(state: StreamState, chunk: jax.Array) -> StreamState:
         chunk = jnp.asarray(chunk, jnp.float32)

@@ -76,6 +76,35 @@ def test_expanded_resident_leaves_equal_dequantize_bit_for_bit(packed):
         np.testing.assert_array_equal(a, b)
 
 
+def _expansions(jaxpr, in_loop: bool = False):
+    """(inside a loop, outside) counts of weight expansions in `jaxpr` and its sub-jaxprs: a gather
+    from a 1-D float32 table (a codebook) or a convert from int8 (an `Int8Array`)."""
+    counts = [0, 0]
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        operand = eqn.invars[0].aval if eqn.invars else None
+        if (name == "gather" and operand.ndim == 1 and operand.dtype == jnp.float32) or (
+                name == "convert_element_type" and operand.dtype == jnp.int8):
+            counts[0 if in_loop else 1] += 1
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    a, b = _expansions(inner, in_loop or name in ("scan", "while"))
+                    counts[0] += a
+                    counts[1] += b
+    return tuple(counts)
+
+
+def test_greedy_search_expands_each_weight_once_before_its_loops(rnnt, packed):
+    model, _, features, lengths = rnnt
+    resident = runtime.load_resident(packed[1])
+    jaxpr = jax.make_jaxpr(lambda v, f, n: decoding.greedy_search(runtime.resident_model(model), v, f, n))(
+        {"params": resident}, features, lengths)
+    leaves = sum(map(runtime.is_resident, jax.tree_util.tree_leaves(resident, is_leaf=runtime.is_resident)))
+    assert _expansions(jaxpr.jaxpr) == (0, leaves)
+
+
 def test_greedy_and_beam_decoding_from_the_packed_file_equal_the_hard_quantized_model(rnnt, packed):
     model, _, features, lengths = rnnt
     exported, path = packed
