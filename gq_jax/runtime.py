@@ -68,9 +68,13 @@ class PackedArray:
         """[N] uint8 indices from the planes (traceable)."""
         return unpack_planes(self.planes, self.bits, math.prod(self.shape))
 
+    def lookup(self, table: jax.Array) -> jax.Array:
+        """table[indices] in the weight's shape, for a [2^b] table (the padded codebook, or its int8
+        grid): every b-bit index is in bounds, so the gather skips the bounds check."""
+        return table.at[self.indices()].get(mode="promise_in_bounds").reshape(self.shape)
+
     def expand(self) -> jax.Array:
-        values = self.codebook.at[self.indices()].get(mode="promise_in_bounds")  # 2^b entries
-        return (values.reshape(self.shape) * self.scale).astype(self.dtype)
+        return (self.lookup(self.codebook) * self.scale).astype(self.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -189,7 +193,7 @@ def to_int8(x: PackedArray | Int8Array) -> Int8Array:
     if isinstance(x, Int8Array):
         return x
     grid = jnp.clip(jnp.round(x.codebook * 127.0), -127, 127).astype(jnp.int8)
-    return Int8Array(grid.at[x.indices()].get(mode="promise_in_bounds").reshape(x.shape), x.scale, jnp.float32(127.0), x.dtype)
+    return Int8Array(x.lookup(grid), x.scale, jnp.float32(127.0), x.dtype)
 
 
 def int8_dot(lhs: jax.Array, weight: Int8Array, dimension_numbers: Any) -> jax.Array | None:
