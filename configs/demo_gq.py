@@ -6,7 +6,9 @@
 
 The model, features and tokenizer are the published model's own (its config.json, so the
 architecture always fits its weights), and the run starts from its weights (`quant.init_from`, which
-also hands it the tokenizer). It fine-tunes on the 2,000 training utterances of `large_demo` (the
+also hands it the tokenizer). The quantizer's settings are the library's (configs/default.py, e.g.
+the centroid learning rate 1e-4), not those saved with the published model, which record how it
+was trained. It fine-tunes on the 2,000 training utterances of `large_demo` (the
 first ones of `large`'s training split) at 4 bits per channel on every weight matrix and embedding,
 with the sharpness annealed 5 -> 500 over the first half, and the straight-through gradient for
 the latent weights (`quant.estimator`): in the demo's own comparison of GQ's estimators
@@ -14,6 +16,7 @@ the latent weights (`quant.estimator`): in the demo's own comparison of GQ's est
 lowest WER at 4 and at 2 bits, and the only 4-bit row within the paired noise of float.
 """
 
+from configs import default
 from training import checkpoints
 
 PUBLISHED = "results/models/rnnt_synth_large"
@@ -25,6 +28,7 @@ def get_config(published: str = PUBLISHED):
     config.data.path = "data/synth-en-large-demo"
     config.data.max_dev_examples = 200
     config.data.max_batch_seconds = 32.0
+    config.quant = default.get_config().quant
     config.quant.method = "gq"
     config.quant.init_from = published
     config.quant.rules = ((WEIGHTS, 4, "channel"),)

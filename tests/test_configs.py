@@ -6,6 +6,7 @@ import pathlib
 import pytest
 
 import gq_jax
+from training import checkpoints
 from training import config as config_lib
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
@@ -138,3 +139,14 @@ def test_a_rule_may_give_channel_axes_as_a_fourth_element_and_three_element_rule
     config.quant.rules = ((r"a", 4),)
     with pytest.raises(ValueError, match=r"rules entry \('a', 4\)"):
         config_lib.gq_config(config.quant)
+
+
+def test_the_demo_config_takes_the_quantizer_settings_of_the_library_not_of_the_published_model():
+    from configs import default, demo_gq
+
+    published = checkpoints.load_config(demo_gq.PUBLISHED).quant
+    library = default.get_config().quant
+    assert published.centroid_learning_rate != library.centroid_learning_rate  # else this proves nothing
+    quant = demo_gq.get_config().quant
+    assert quant.centroid_learning_rate == library.centroid_learning_rate
+    assert (quant.method, quant.init_from, quant.estimator) == ("gq", demo_gq.PUBLISHED, "straight_through")
