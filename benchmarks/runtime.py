@@ -263,6 +263,62 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
     return result
 
 
+LOOKUP_BITS = range(1, 9)
+SELECT_BITS = range(1, 7)  # 2^b − 1 selects: wider trees only grow
+
+
+def lookup_costs(files: dict, calls: int) -> dict:
+    """Median seconds over `calls` calls to expand the largest kernel of the model from its resident
+    form: int8 values (`Int8Array`, the 8-bit model's), and at each width b bit planes of random
+    b-bit indices with the codebook lookup as a gather and, for b in SELECT_BITS, as
+    `runtime.select_tree` (the runtime takes the tree for b <= `runtime.SELECT_MAX_BITS`)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gq_jax import runtime
+
+    kernel = max((x for x in jax.tree_util.tree_leaves(runtime.load_resident(files["uniform8"]["path"]),
+                                                       is_leaf=runtime.is_resident)
+                  if isinstance(x, runtime.Int8Array)), key=lambda x: x.values.size)
+    shape, count, rng = kernel.shape, kernel.values.size, np.random.default_rng(0)
+
+    def median(fn, *args) -> float:
+        fn = jax.jit(fn)
+        jax.block_until_ready(fn(*args))
+        seconds = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            seconds.append(time.perf_counter() - start)
+        return float(np.median(seconds))
+
+    out = {"shape": shape, "int8": median(lambda x: x.expand(), kernel), "gather": {}, "select": {}}
+    for bits in LOOKUP_BITS:
+        planes = tuple(map(jnp.asarray, runtime.pack_planes(rng.integers(0, 2**bits, count), bits)))
+        table = jnp.asarray(np.sort(rng.normal(size=2**bits)), jnp.float32)
+        index = lambda p: runtime.unpack_planes(p, bits, count)
+        out["gather"][bits] = median(lambda p, t, s: t.at[index(p)].get(mode="promise_in_bounds").reshape(shape) * s,
+                                     planes, table, kernel.scale)
+        if bits in SELECT_BITS:
+            out["select"][bits] = median(lambda p, t, s: runtime.select_tree(t, index(p), bits).reshape(shape) * s,
+                                         planes, table, kernel.scale)
+    return out
+
+
+def print_lookup_costs(costs: dict) -> None:
+    from gq_jax import runtime
+
+    print(f"\nexpansion of one {list(costs['shape'])} kernel (the largest), median of calls: int8 values "
+          f"{1e6 * costs['int8']:.1f} us; b-bit planes with the codebook lookup as a gather or a select tree:")
+    print(f"{'bits':>4} {'gather us':>10} {'select us':>10} {'gather/int8':>12} {'select/int8':>12}  runtime uses")
+    for bits, gather in costs["gather"].items():
+        select = costs["select"].get(bits)
+        shown = (f"{1e6 * select:>10.1f}", f"{select / costs['int8']:>11.2f}x") if select else (f"{'':>10}", f"{'':>12}")
+        print(f"{bits:>4} {1e6 * gather:>10.1f} {shown[0]} {gather / costs['int8']:>11.2f}x {shown[1]}  "
+              f"{'select' if bits <= runtime.SELECT_MAX_BITS else 'gather'}")
+
+
 def paired_median_ratio(a, b, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """median(b) / median(a) for latencies of the same items, and its paired bootstrap 95 %
     percentile interval: items resampled with replacement, the same indices for a and b."""
@@ -305,6 +361,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk_ms", type=float, default=100.0, help="streaming chunk length")
     parser.add_argument("--int8_matmuls", action="store_true")
+    parser.add_argument("--lookup_calls", type=int, default=200, help="calls per expansion in the lookup table")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -315,6 +372,7 @@ def main() -> None:
         files = write_variants(config, pathlib.Path(folder))
         alone = {name: measure(args, files[name]["path"]) for name, _, _ in VARIANTS}
         timed = timings(config, files, args, names)
+        lookups = lookup_costs(files, args.lookup_calls)
     results = {name: {**files[name], **alone[name], **timed[(name, False)]} for name, _, _ in VARIANTS}
     int8 = {name: timed[(name, True)] for name, int8_matmuls in names if int8_matmuls}
     first = results["float32"]
@@ -351,6 +409,7 @@ def main() -> None:
               f"its exact decode), batched {r['rtf_batched']:.4f} ({r['rtf_batched'] / results[name]['rtf_batched']:.2f}x), "
               f"chunk p50 {1000 * r['chunk_p50_s']:.2f} ms ({r['chunk_p50_s'] / results[name]['chunk_p50_s']:.2f}x); "
               f"token error rate against its exact decode {100 * ter:.2f} %")
+    print_lookup_costs(lookups)
 
 
 if __name__ == "__main__":

@@ -70,8 +70,12 @@ class PackedArray:
 
     def lookup(self, table: jax.Array) -> jax.Array:
         """table[indices] in the weight's shape, for a [2^b] table (the padded codebook, or its int8
-        grid): every b-bit index is in bounds, so the gather skips the bounds check."""
-        return table.at[self.indices()].get(mode="promise_in_bounds").reshape(self.shape)
+        grid): a tree of selects for b <= `SELECT_MAX_BITS` (`select_tree`), else a gather (every
+        b-bit index is in bounds, so it skips the bounds check)."""
+        index = self.indices()
+        if self.bits <= SELECT_MAX_BITS:
+            return select_tree(table, index, self.bits).reshape(self.shape)
+        return table.at[index].get(mode="promise_in_bounds").reshape(self.shape)
 
     def expand(self) -> jax.Array:
         return (self.lookup(self.codebook) * self.scale).astype(self.dtype)
@@ -97,6 +101,24 @@ class Int8Array:
 
     def expand(self) -> jax.Array:
         return (self.values.astype(jnp.float32) / self.levels * self.scale).astype(self.dtype)
+
+
+SELECT_MAX_BITS = 4  # the widest index `select_tree` beats XLA's CPU gather at (benchmarks/runtime.py --lookups)
+
+
+def select_tree(table: jax.Array, index: jax.Array, bits: int) -> jax.Array:
+    """table[index] for a [2^bits] table and unsigned `index` (traceable), as 2^bits − 1 selects:
+    level j = 0 .. bits − 1 pairs the 2^(bits−j) candidates left and keeps, per element, the one
+    whose bit j is that of its index (candidate 2k + 1 where bit j is set, else 2k), so one remains.
+
+    Elementwise, so XLA vectorises it and fuses it with the unpacking, where its CPU gather is a
+    scalar loop: for b <= 4 the cheaper lookup, wider ones cost more selects than the gather.
+    """
+    values = [table[k] for k in range(2**bits)]
+    for j in range(bits):
+        bit = ((index >> j) & 1).astype(bool)
+        values = [jnp.where(bit, high, low) for low, high in zip(values[0::2], values[1::2])]
+    return values[0]
 
 
 def is_resident(x: Any) -> bool:
@@ -176,9 +198,16 @@ def load_resident(path: str | os.PathLike) -> Any:
     return resident(load_packed(path))
 
 
+@jax.jit
+def expand_leaf(leaf: PackedArray | Int8Array) -> jax.Array:
+    """The float weight of one resident leaf (`leaf.expand()`), as a jitted call of its own: a traced
+    program shows each expansion as one `expand_leaf` call, and XLA inlines it."""
+    return leaf.expand()
+
+
 def expand(tree: Any) -> Any:
     """Float params from a resident tree (call it inside the jitted function that uses them)."""
-    return jax.tree_util.tree_map(lambda x: x.expand() if is_resident(x) else x, tree, is_leaf=is_resident)
+    return jax.tree_util.tree_map(lambda x: expand_leaf(x) if is_resident(x) else x, tree, is_leaf=is_resident)
 
 
 def resident_bytes(tree: Any) -> int:
@@ -292,7 +321,7 @@ class _Interpreter:
                 return [out.astype(eqn.outvars[0].aval.dtype)]
         if self.int8 and name == "scan":
             return self.scan(eqn, [as_int8(x) if is_resident(x) else x for x in invals])
-        return _bind(eqn, [self.once("float", x, lambda x=x: tie(x).expand()) if is_resident(x) else x
+        return _bind(eqn, [self.once("float", x, lambda x=x: expand_leaf(tie(x))) if is_resident(x) else x
                            for x in invals])
 
     def scan(self, eqn: Any, invals: list) -> list:

@@ -27,7 +27,7 @@ def test_the_gq_gradient_benchmark_reproduces_its_published_figures():
 @pytest.mark.slow
 def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     out = run("benchmarks/runtime.py", "--config", "configs/test_tiny.py", "--corpus", "", "--utterances", "1",
-              "--repeats", "1", "--seconds", "1")
+              "--repeats", "1", "--seconds", "1", "--lookup_calls", "3")
     ratios = dict(re.findall(r"^(float32|uniform8|gq5|gq4|gq2)\s+([\d.]+)x", out, re.MULTILINE))
     assert set(ratios) == {"float32", "uniform8", "gq5", "gq4", "gq2"}
     assert float(ratios["uniform8"]) == 1.0
@@ -36,6 +36,10 @@ def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     assert re.search(r"^uniform8 .* 1\.000x \[1\.000, 1\.000\]$", out, re.MULTILINE)
     intervals = re.findall(r"^gq\d .* ([\d.]+)x \[([\d.]+), ([\d.]+)\]$", out, re.MULTILINE)
     assert len(intervals) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in intervals)
+    lookups = re.findall(r"^ +(\d) +[\d.]+ +([\d.]*) +[\d.]+x +(?:[\d.]+x)?  (select|gather)$", out, re.MULTILINE)
+    assert [int(bits) for bits, _, _ in lookups] == list(range(1, 9))  # every width, the tree up to 6 bits
+    assert [bool(select) for _, select, _ in lookups] == [True] * 6 + [False] * 2
+    assert [form for _, _, form in lookups] == ["select"] * 4 + ["gather"] * 4
 
 
 def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():

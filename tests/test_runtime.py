@@ -7,7 +7,7 @@ import pytest
 
 import gq_jax
 from gq_jax import runtime
-from gq_jax.artifact import is_quantized
+from gq_jax.artifact import QuantizedArray, is_quantized
 from models import decoding
 from models.rnnt import make_rnnt
 
@@ -77,15 +77,14 @@ def test_expanded_resident_leaves_equal_dequantize_bit_for_bit(packed):
 
 
 def _expansions(jaxpr, in_loop: bool = False):
-    """(inside a loop, outside) counts of weight expansions in `jaxpr` and its sub-jaxprs: a gather
-    from a 1-D float32 table (a codebook) or a convert from int8 (an `Int8Array`)."""
+    """(inside a loop, outside) counts of weight expansions (`runtime.expand_leaf` calls) in `jaxpr`
+    and its sub-jaxprs."""
     counts = [0, 0]
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        operand = eqn.invars[0].aval if eqn.invars else None
-        if (name == "gather" and operand.ndim == 1 and operand.dtype == jnp.float32) or (
-                name == "convert_element_type" and operand.dtype == jnp.int8):
+        if eqn.params.get("name") == "expand_leaf":
             counts[0 if in_loop else 1] += 1
+            continue
         for param in eqn.params.values():
             for sub in param if isinstance(param, (tuple, list)) else [param]:
                 inner = getattr(sub, "jaxpr", sub)
@@ -199,3 +198,15 @@ def test_int8_matmul_decoding_runs_every_weight_matmul_in_int8_and_stays_close(r
     assert float(jnp.max(jnp.abs(enc - want))) < 0.05 * float(jnp.max(jnp.abs(want)))
     int8 = decoding.greedy_decode(served, tree, features, lengths)
     assert [len(ids) > 0 for ids in int8.token_ids] == [True] * 3
+
+
+@pytest.mark.parametrize("bits", range(1, 6))
+def test_the_select_tree_is_the_table_lookup_and_replaces_the_gather_up_to_its_widest_index(bits):
+    table = jnp.asarray(np.random.default_rng(bits).normal(size=2**bits), jnp.float32)
+    index = jnp.asarray(np.arange(3 * 2**bits) % 2**bits, jnp.uint8)
+    np.testing.assert_array_equal(runtime.select_tree(table, index, bits), table[index])
+    quantized = QuantizedArray(np.asarray(index)[None], table, np.float32(1.0), bits, (1, index.size), "float32")
+    leaf = runtime.resident_leaf(quantized)
+    primitives = {e.primitive.name for e in jax.make_jaxpr(leaf.expand)().eqns}
+    assert ("gather" in primitives) == (bits > runtime.SELECT_MAX_BITS)
+    np.testing.assert_array_equal(leaf.expand()[0], table[index])
