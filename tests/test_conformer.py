@@ -150,3 +150,17 @@ def test_the_depthwise_convolution_is_the_grouped_convolution_it_replaces(paddin
     depthwise = conformer.DepthwiseConv1D(15, padding)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, params, depthwise.init(jax.random.key(1), x)))
     np.testing.assert_allclose(depthwise.apply(params, x), grouped.apply(params, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 7, 1), (3, 12, 80, 4)])
+def test_the_strided_convolution_is_the_convolution_it_replaces(shape):
+    """Same parameters from the same key, same outputs (to float rounding) and gradients as nn.Conv
+    3x3 stride 2 VALID, so checkpoints of either load in the other."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    conv = nn.Conv(5, (3, 3), strides=(2, 2), padding="VALID")
+    params = conv.init(jax.random.key(1), x)
+    strided = conformer.StridedConv2D(5)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, params, strided.init(jax.random.key(1), x)))
+    np.testing.assert_allclose(strided.apply(params, x), conv.apply(params, x), atol=1e-5)
+    grads = [jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params) for m in (strided, conv)]
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
