@@ -39,13 +39,14 @@ def subsampled_lengths(lengths: jax.Array) -> jax.Array:
 class StridedConv2D(nn.Module):
     """A 3x3 stride-2 VALID convolution as one matmul over its patches:
     out[t, f] = Σ_{a, c} x[2t + a, 2f + c] · w[a, c] + b, x `[B, T, F, C_in]` -> `[B, (T - 3)//2 + 1,
-    (F - 3)//2 + 1, C_out]`, the 9 strided slices x[a::2, c::2] stacked on the channels, `[..., 9 C_in]`
-    times the kernel reshaped to `[9 C_in, C_out]`.
+    (F - 3)//2 + 1, C_out]`: the 9 strided slices x[a::2, c::2] stacked as patches `[..., 3, 3, C_in]`,
+    contracted with the kernel over (a, c, C_in).
 
     Same parameters (`kernel` [3, 3, C_in, C_out], `bias` [C_out]), initialisation and outputs as
     `nn.Conv(C_out, (3, 3), strides=(2, 2), padding="VALID")`, whose convolution and its backward ran
-    1.5x slower on XLA's CPU backend (the 64-channel stem of configs/conformer_synth_large.py, [20,
-    310, 80] features: 493 against 317 ms forward+backward, best of 10 on a loaded 2-core machine).
+    1.3-1.5x slower on XLA's CPU backend (the two convolutions of configs/conformer_synth_large.py's
+    64-channel stem on [20, 310, 80] features: 268-271 against 183-210 ms forward+backward, best of
+    10 in each of two rounds, on the 2-core machine shared with a training run).
     """
 
     features: int
@@ -56,9 +57,12 @@ class StridedConv2D(nn.Module):
                             jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         rows, cols = (x.shape[1] - 3) // 2 + 1, (x.shape[2] - 3) // 2 + 1
-        patches = jnp.concatenate([x[:, a:a + 2 * rows - 1:2, c:c + 2 * cols - 1:2]
-                                   for a in range(3) for c in range(3)], axis=-1)
-        return patches @ kernel.reshape(-1, self.features) + bias
+        patches = jnp.stack([x[:, a:a + 2 * rows - 1:2, c:c + 2 * cols - 1:2]
+                             for a in range(3) for c in range(3)], axis=-2)
+        patches = patches.reshape(*patches.shape[:3], 3, 3, x.shape[-1])  # [B, T', F', 3, 3, C_in]
+        # The kernel enters the contraction as it is, so weight-only QAT that intercepts products
+        # with a parameter (Qwix) still finds it.
+        return jax.lax.dot_general(patches, kernel, (((3, 4, 5), (0, 1, 2)), ((), ()))) + bias
 
 
 class Conv2dSubsampling(nn.Module):
