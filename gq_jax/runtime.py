@@ -19,9 +19,11 @@ Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry code
                  plane rounds up to whole bytes) plus 4 · (2^b − K). Expanded as
                  codebook[Σ plane · 2^offset] · scale: unpacking a plane is its bytes shifted by
                  0, w, 2w, ... and masked, [8 / w, B] rows that are the flat indices in order, so
-                 shifts, or and gather are one vectorised loop (the file's groups, where an index can
+                 shifts and or are one vectorised loop (the file's groups, where an index can
                  cross a byte boundary, made XLA interleave 8 columns: 2-3x slower; planes packed
-                 as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower).
+                 as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower). The
+                 codebook lookup is a tree of selects fused with that loop for b <= 4
+                 (`select_tree`), a gather above.
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
                  symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
                  8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
@@ -103,7 +105,7 @@ class Int8Array:
         return (self.values.astype(jnp.float32) / self.levels * self.scale).astype(self.dtype)
 
 
-SELECT_MAX_BITS = 4  # the widest index `select_tree` beats XLA's CPU gather at (benchmarks/runtime.py --lookups)
+SELECT_MAX_BITS = 4  # the widest index `select_tree` beats XLA's CPU gather at (benchmarks/runtime.py's lookup table)
 
 
 def select_tree(table: jax.Array, index: jax.Array, bits: int) -> jax.Array:
