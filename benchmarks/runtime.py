@@ -276,6 +276,7 @@ def lookup_costs(files: dict, calls: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from benchmarks.quantizer import median_seconds
     from gq_jax import runtime
 
     kernel = max((x for x in jax.tree_util.tree_leaves(runtime.load_resident(files["uniform8"]["path"]),
@@ -284,14 +285,7 @@ def lookup_costs(files: dict, calls: int) -> dict:
     shape, count, rng = kernel.shape, kernel.values.size, np.random.default_rng(0)
 
     def median(fn, *args) -> float:
-        fn = jax.jit(fn)
-        jax.block_until_ready(fn(*args))
-        seconds = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            seconds.append(time.perf_counter() - start)
-        return float(np.median(seconds))
+        return median_seconds(jax.jit(fn), args, calls)
 
     out = {"shape": shape, "int8": median(lambda x: x.expand(), kernel), "gather": {}, "select": {}}
     for bits in LOOKUP_BITS:
