@@ -1,8 +1,9 @@
 """Base config: every field the training and evaluation commands read, with defaults.
 
 Other configs start from `get_config()` and override a few fields. `training.config.check_fields`
-rejects any field not defined here (model fields are checked against the model factory's
-signature), so a typo in a config file or on the command line is an error naming the field.
+rejects any field not defined here (model fields are checked against the keyword arguments of the
+model factory and of `models.transducer_parts.make_transducer`), so a typo in a config file or on
+the command line is an error naming the field.
 
 Sections:
   data      where the examples come from (`kind`: synth | manifest | librispeech_folder |

@@ -19,7 +19,7 @@ depthwise convolution's last K - 1 inputs (`BlockMemory`), which is all a chunk 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -392,19 +392,11 @@ def make_conformer(
     attention_chunk_size: int | None = None,
     attention_left_chunks: int | None = None,
     causal_convolution: bool = False,
-    predictor_embed_dim: int = 32,
-    predictor_hidden_size: int = 64,
-    predictor_layers: int = 1,
-    joint_dim: int = 64,
-    blank_id: int = 0,
-    loss_chunk_size: int = 32,
-    ctc_weight: float = 0.0,
+    **head: Any,
 ) -> Transducer:
-    """A Conformer transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
+    """A Conformer transducer from flat sizes (the fields of a `config.model` ConfigDict): the
+    encoder's here, the prediction and joint networks' (`head`) those of `make_transducer`."""
     encoder = ConformerEncoder(encoder_layers, model_dim, num_heads, ff_multiplier, conv_kernel_size,
                                subsampling_channels, dropout_rate, attention_chunk_size,
                                attention_left_chunks, causal_convolution)
-    return make_transducer(
-        encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
-        predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size, ctc_weight=ctc_weight)
+    return make_transducer(encoder, vocab_size, **head)

@@ -11,6 +11,8 @@ time_reduction_factor` input frames and the LSTM states before them, so the enco
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -97,18 +99,10 @@ def make_rnnt(
     time_reduction_layer: int | None = None,
     time_reduction_factor: int = 2,
     dropout_rate: float = 0.0,
-    predictor_embed_dim: int = 32,
-    predictor_hidden_size: int = 64,
-    predictor_layers: int = 1,
-    joint_dim: int = 64,
-    blank_id: int = 0,
-    loss_chunk_size: int = 32,
-    ctc_weight: float = 0.0,
+    **head: Any,
 ) -> Transducer:
-    """An RNN-T transducer from flat sizes (the fields of a `config.model` ConfigDict)."""
+    """An RNN-T transducer from flat sizes (the fields of a `config.model` ConfigDict): the
+    encoder's here, the prediction and joint networks' (`head`) those of `make_transducer`."""
     encoder = LSTMEncoder(encoder_layers, encoder_hidden_size, frame_stack, time_reduction_layer,
                           time_reduction_factor, dropout_rate)
-    return make_transducer(
-        encoder, vocab_size, predictor_embed_dim=predictor_embed_dim, predictor_hidden_size=predictor_hidden_size,
-        predictor_layers=predictor_layers, joint_dim=joint_dim, blank_id=blank_id,
-        loss_chunk_size=loss_chunk_size, ctc_weight=ctc_weight)
+    return make_transducer(encoder, vocab_size, **head)

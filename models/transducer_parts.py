@@ -262,10 +262,12 @@ class Transducer(nn.Module):
         return nll + self.ctc_weight * ctc
 
 
-def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim: int,
-                    predictor_hidden_size: int, predictor_layers: int, joint_dim: int, blank_id: int,
-                    loss_chunk_size: int, ctc_weight: float = 0.0) -> Transducer:
-    """`encoder` with the prediction and joint networks every model family shares."""
+def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim: int = 32,
+                    predictor_hidden_size: int = 64, predictor_layers: int = 1, joint_dim: int = 64,
+                    blank_id: int = 0, loss_chunk_size: int = 32, ctc_weight: float = 0.0) -> Transducer:
+    """`encoder` with the prediction and joint networks every model family shares, from their flat
+    sizes (the head fields of a `config.model` ConfigDict; `make_rnnt` and `make_conformer` pass
+    theirs through)."""
     return Transducer(
         encoder=encoder,
         predictor=PredictionNetwork(vocab_size, predictor_embed_dim, predictor_hidden_size,

@@ -27,7 +27,7 @@ def test_every_config_passes_the_field_check_and_builds_its_parts(name):
 
 
 @pytest.mark.parametrize("section, field", [("", "num_train_stepz"), ("quant", "snap_evry"),
-                                            ("model", "encoder_layerz")])
+                                            ("model", "encoder_layerz"), ("model", "joint_dimz")])
 def test_an_unknown_field_is_an_error_naming_it(section, field):
     config = importlib.import_module("configs.default").get_config()
     (config[section] if section else config)[field] = 1

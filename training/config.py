@@ -21,7 +21,7 @@ import ml_collections
 import gq_jax
 from models.conformer import make_conformer
 from models.rnnt import make_rnnt
-from models.transducer_parts import Transducer
+from models.transducer_parts import Transducer, make_transducer
 from training import input_pipeline
 
 MODEL_FACTORIES: dict[str, Callable[..., Transducer]] = {"rnnt": make_rnnt, "conformer": make_conformer}
@@ -165,11 +165,11 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     name = config.model.get("name")
     if name not in MODEL_FACTORIES:
         raise ValueError(f"config.model.name={name!r}; expected one of {sorted(MODEL_FACTORIES)}")
-    accepted = set(inspect.signature(MODEL_FACTORIES[name]).parameters) - {"vocab_size"}
+    accepted = model_fields(name)
     unknown += [f"model.{key}" for key in config.model.keys() if key != "name" and key not in accepted]
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; see configs/default.py "
-                         f"(model fields: the arguments of make_{name})")
+                         f"(model fields: the arguments of make_{name} and make_transducer)")
     normalization = input_pipeline.normalization(config.data)
     if normalization not in input_pipeline.NORMALIZATIONS:
         raise ValueError(f"config.data.feature_normalization={normalization!r}; expected one of "
@@ -178,6 +178,15 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     if check is not None:
         check(config.quant)
     gq_config(config.quant)  # the rules' form and the GQ fields, whatever the method
+
+
+def model_fields(name: str) -> set[str]:
+    """The `config.model` fields (besides `name`) of model family `name`: the keyword arguments of
+    its factory, and of `make_transducer` for the prediction and joint networks it passes on."""
+    def keywords(function: Callable[..., Any]) -> set[str]:
+        return {p.name for p in inspect.signature(function).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return keywords(MODEL_FACTORIES[name]) | keywords(make_transducer)
 
 
 def model_from_config(model_config: ml_collections.ConfigDict, vocab_size: int) -> Transducer:
