@@ -109,7 +109,8 @@ def main_table(model: str, results: dict[str, dict[str, Any]], scale: str,
 def differences_table(model: str, results: dict[str, dict[str, Any]]) -> list[str]:
     """Every measured quantized or control row of `model` against its float row: WER_row − WER_float
     in points with the paired 95 % interval, on each split of SPLITS, greedy and beam BEAM ("-" where
-    either row lacks that decode's per-utterance scores); [] without a measured float row."""
+    either row lacks that decode's per-utterance scores); [] without a measured float row or any
+    other measured row."""
     float_run = results.get(f"{model}_float")
     if float_run is None:
         return []
@@ -125,7 +126,7 @@ def differences_table(model: str, results: dict[str, dict[str, Any]]) -> list[st
             cells.append("-" if d is None else
                          f"{100 * d.difference:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]")
         lines.append(f"| {name} | {results[name]['average_bits']:.2f} | " + " | ".join(cells) + " |")
-    return lines
+    return lines if len(lines) > 2 else []
 
 
 def ablation_table(results: dict[str, dict[str, Any]], scale: str) -> list[str]:

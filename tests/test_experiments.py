@@ -353,6 +353,7 @@ def test_the_differences_table_has_a_paired_interval_per_split_and_decode_where_
     assert cells[:2] == ["rnnt_gq_4", "4.00"] and cells[2].startswith("+10.00 [")  # (8 - 4) / 40 words
     assert cells[2 + len(run.SPLITS):] == ["-"] * len(run.SPLITS)  # no beam scores for the GQ row
     assert report.differences_table("conformer", results) == []
+    assert report.differences_table("rnnt", {"rnnt_float": results["rnnt_float"]}) == []  # nothing to compare
 
 
 def test_scales_other_than_the_headline_one_are_appendices_named_for_their_operating_point(tmp_path):
