@@ -178,7 +178,8 @@ def control_line(model: str, results: dict[str, dict[str, Any]]) -> str:
     the same budget, unquantized, against the float run."""
     control, float_run = results.get(f"{model}_float_finetune"), results[f"{model}_float"]
     if control is None:
-        return f"- Control (float fine-tuned with the same budget, {model}_float_finetune): {MISSING}."
+        return (f"- Control (float fine-tuned with the same budget, {model}_float_finetune): {MISSING}; "
+                "until it is, a difference against float also holds the fine-tune's extra training.")
     difference = paired(float_run, control)
     rel = _relative(test_wer(control), test_wer(float_run))
     if difference is not None:
