@@ -12,9 +12,9 @@ A run is one of three kinds:
 Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/conformer_synth.py as
 the issue asks; days of training on 2 CPU cores), "cpu" (compact models and budgets that fit
 2-core CPU sessions: configs/*_synth_cpu.py) and "large" (the recognizers of configs/*_synth_large.py
-on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches; its float rows are the published
-results/models/rnnt_synth_large and results/models/conformer_synth_large). `python -m experiments.step_time --scale S` measures
-what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
+on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches; its float rows are the
+published results/models/rnnt_synth_large and results/models/conformer_synth_large).
+`python -m experiments.step_time --scale S` measures what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
 says otherwise): every `*kernel` leaf (dense, LSTM `input_kernel`/`recurrent_kernel`, attention,
@@ -79,7 +79,8 @@ SCALES = {scale.name: scale for scale in (
           {"rnnt": 1500, "conformer": 1500},
           "the on-device recognizers on synth-en large (configs/rnnt_synth_large.py, "
           "configs/conformer_synth_large.py), fine-tuned for half an epoch",
-          {"rnnt": "results/models/rnnt_synth_large", "conformer": "results/models/conformer_synth_large"}),
+          {"rnnt": "results/models/rnnt_synth_large",
+           "conformer": "results/models/conformer_synth_large"}),
 )}
 
 
