@@ -18,7 +18,7 @@ quantized weight, saving against the uniform 8-bit model of the same weights (1 
 every weight matrix and embedding, plus float32 per-channel scales; the rest float), greedy
 real-time factor on test (benchmarks/latency.py), and training step time over float training's
 (experiments/step_time.py). Evaluation is skipped when results/NAME/metrics.json already holds it
-for the same checkpoint and settings.
+for the same checkpoint, settings and config (`config_digest`: any changed field scores it again).
 
 Files in results/SCALE/NAME/: config.json, command.txt (this command and the equivalent train.py /
 eval.py commands), metrics.json (budget, steps trained, training wall time and resumes as train.py's
@@ -40,6 +40,7 @@ import argparse
 import ast
 import dataclasses
 import functools
+import hashlib
 import json
 import pathlib
 import shlex
@@ -99,6 +100,11 @@ def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml
     if settings.budget_steps is not None and experiment.kind != "post":
         overrides["num_train_steps"] = settings.budget_steps
     return registry.build_config(experiment, registry.get_scale(settings.scale), settings.runs_root, overrides)
+
+
+def config_digest(config: ml_collections.ConfigDict) -> str:
+    """The first 16 hex digits of the SHA-256 of the config as sorted JSON: equal for equal configs."""
+    return hashlib.sha256(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
 
 
 @functools.cache
@@ -286,7 +292,7 @@ def run_experiment(name: str, settings: Settings = Settings(), argv: Sequence[st
     trained_step = latest_step(workdir) if trains else None
     eval_settings = {"splits": list(SPLITS), "beam": BEAM if experiment.beam else None,
                      "max_examples": settings.max_examples, "data": config.data.path,
-                     "trained_step": trained_step, "parent_step": parent_step}
+                     "trained_step": trained_step, "parent_step": parent_step, "config": config_digest(config)}
     previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     if not session and previous.get("eval_settings") == eval_settings:
         folder = publish_folder(experiment, scale, settings, previous["quantized_weights"])

@@ -207,6 +207,19 @@ def test_post_training_run_quantizes_the_parent_without_training(tiny_results, t
     assert scored["results"]["test"]["published"]["wer"] == pytest.approx(model.card["test_wer"])
 
 
+@pytest.mark.slow
+def test_a_finished_row_whose_config_changed_is_scored_again(tiny_results, tiny_corpus, capsys):
+    row = settings(tiny_corpus, tiny_results, None)
+    run.run_experiment("rnnt_ptq_kmeans_2", row)
+    before = json.loads((tiny_results / "results/recipe/rnnt_ptq_kmeans_2/metrics.json").read_text())
+    capsys.readouterr()
+    changed = run.run_experiment("rnnt_ptq_kmeans_2", dataclasses.replace(row, overrides=row.overrides + (("quant.mu", 100.0),)))
+    assert "up to date" not in capsys.readouterr().out
+    assert changed["eval_settings"]["config"] != before["eval_settings"]["config"]
+    assert {k: v for k, v in changed["eval_settings"].items() if k != "config"} == {
+        k: v for k, v in before["eval_settings"].items() if k != "config"}
+
+
 @pytest.fixture
 def published_scale(float_result, monkeypatch):
     """A scale like "recipe" whose RNN-T float model is the tiny float run, published."""
