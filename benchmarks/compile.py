@@ -14,11 +14,9 @@ Run it on an otherwise idle machine: both are times.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import pathlib
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,23 +25,17 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 
 import train  # noqa: E402
+from benchmarks.recipe import load_recipe  # noqa: E402
 from training import config as config_lib  # noqa: E402
-from training import input_pipeline  # noqa: E402
 from training import state as state_lib  # noqa: E402
 
 
 def compile_seconds(name: str, corpus: pathlib.Path, thread_counts: tuple[int, ...]) -> tuple[int, list[float]]:
     """(number of shapes compiled, [wall seconds to compile every used bucket's step with each thread
     count])."""
-    config = importlib.import_module(f"configs.{name}").get_config()
-    config.data.path = str(corpus)
-    train_split = input_pipeline.source(config.data, config.data.train_split)
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), train_split,
-                                                  config.quant.init_from or None)
-    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
+    recipe = load_recipe(name, corpus)
+    config, model, plan = recipe.config, recipe.model, recipe.plan
     method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
-    plan = input_pipeline.train_plan(config, train_split, tokenizer, input_pipeline.min_samples_for(config.model.name))
     params = train.initial_params(model, config)
     optimizer = state_lib.make_optimizer(config)
     state = state_lib.replicate(state_lib.create(params, method.quantizer.init(params), optimizer, config.seed))

@@ -28,11 +28,9 @@ Run it on an otherwise idle machine: every figure is a time.
 from __future__ import annotations
 
 import argparse
-import importlib
 import pathlib
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -45,7 +43,8 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 from corpora import batching  # noqa: E402
-from experiments import registry, run  # noqa: E402
+from benchmarks.recipe import load_recipe  # noqa: E402
+from experiments import run  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import input_pipeline  # noqa: E402
 from training import state as state_lib  # noqa: E402
@@ -74,15 +73,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tuple[str, Any]] = ()
             ) -> dict[str, float]:
-    config = importlib.import_module(f"configs.{name}").get_config()
-    config.data.path = str(corpus)
-    for field, value in overrides:
-        registry.set_field(config, field, value)
-    train_split = input_pipeline.source(config.data, config.data.train_split)
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), train_split)
-    model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
-    plan = input_pipeline.train_plan(config, train_split, tokenizer, input_pipeline.min_samples_for(config.model.name))
+    recipe = load_recipe(name, corpus, overrides)
+    config, train_split, tokenizer, model, plan = (recipe.config, recipe.train_split, recipe.tokenizer,
+                                                   recipe.model, recipe.plan)
     loader = batching.BatchLoader(train_split, tokenizer, plan)
     planned = batching.PlannedBatches(plan, 0, plan.batches_per_epoch)
     # The most common bucket, so that every part is timed on one shape.
