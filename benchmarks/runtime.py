@@ -264,14 +264,16 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
 
 
 LOOKUP_BITS = range(1, 9)
-SELECT_BITS = range(1, 7)  # 2^b − 1 selects: wider trees only grow
+SELECT_BITS = {"float32": range(1, 7), "int8": range(1, 8)}  # 2^b − 1 selects: wider trees only grow
 
 
 def lookup_costs(files: dict, calls: int) -> dict:
     """Median seconds over `calls` calls to expand the largest kernel of the model from its resident
     form: int8 values (`Int8Array`, the 8-bit model's), and at each width b bit planes of random
-    b-bit indices with the codebook lookup as a gather and, for b in SELECT_BITS, as
-    `runtime.select_tree` (the runtime takes the tree for b <= `runtime.SELECT_MAX_BITS`)."""
+    b-bit indices with the lookup as a gather and, for b in SELECT_BITS, as `runtime.select_tree`
+    (the runtime takes the tree where `runtime.select_tree_wins`), into two tables: the float32
+    codebook, scaled (`PackedArray.expand`), and its int8 grid (`runtime.to_int8`, for
+    `int8_matmuls`). {"shape", "int8_values", "float32": {"gather": {b: s}, "select": {b: s}}, "int8": ...}."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -287,16 +289,20 @@ def lookup_costs(files: dict, calls: int) -> dict:
     def median(fn, *args) -> float:
         return median_seconds(jax.jit(fn), args, calls)
 
-    out = {"shape": shape, "int8": median(lambda x: x.expand(), kernel), "gather": {}, "select": {}}
+    out = {"shape": shape, "int8_values": median(lambda x: x.expand(), kernel)}
+    out.update({dtype: {"gather": {}, "select": {}} for dtype in SELECT_BITS})
     for bits in LOOKUP_BITS:
         planes = tuple(map(jnp.asarray, runtime.pack_planes(rng.integers(0, 2**bits, count), bits)))
-        table = jnp.asarray(np.sort(rng.normal(size=2**bits)), jnp.float32)
+        codebook = np.sort(rng.normal(size=2**bits)) / 4
+        tables = {"float32": (jnp.asarray(codebook, jnp.float32), kernel.scale),
+                  "int8": (jnp.asarray(np.clip(np.round(codebook * 127), -127, 127), jnp.int8), jnp.int8(1))}
         index = lambda p: runtime.unpack_planes(p, bits, count)
-        out["gather"][bits] = median(lambda p, t, s: t.at[index(p)].get(mode="promise_in_bounds").reshape(shape) * s,
-                                     planes, table, kernel.scale)
-        if bits in SELECT_BITS:
-            out["select"][bits] = median(lambda p, t, s: runtime.select_tree(t, index(p), bits).reshape(shape) * s,
-                                         planes, table, kernel.scale)
+        for dtype, (table, scale) in tables.items():
+            out[dtype]["gather"][bits] = median(
+                lambda p, t, s: t.at[index(p)].get(mode="promise_in_bounds").reshape(shape) * s, planes, table, scale)
+            if bits in SELECT_BITS[dtype]:
+                out[dtype]["select"][bits] = median(
+                    lambda p, t, s: runtime.select_tree(t, index(p), bits).reshape(shape) * s, planes, table, scale)
     return out
 
 
@@ -304,13 +310,22 @@ def print_lookup_costs(costs: dict) -> None:
     from gq_jax import runtime
 
     print(f"\nexpansion of one {list(costs['shape'])} kernel (the largest), median of calls: int8 values "
-          f"{1e6 * costs['int8']:.1f} us; b-bit planes with the codebook lookup as a gather or a select tree:")
-    print(f"{'bits':>4} {'gather us':>10} {'select us':>10} {'gather/int8':>12} {'select/int8':>12}  runtime uses")
-    for bits, gather in costs["gather"].items():
-        select = costs["select"].get(bits)
-        shown = (f"{1e6 * select:>10.1f}", f"{select / costs['int8']:>11.2f}x") if select else (f"{'':>10}", f"{'':>12}")
-        print(f"{bits:>4} {1e6 * gather:>10.1f} {shown[0]} {gather / costs['int8']:>11.2f}x {shown[1]}  "
-              f"{'select' if bits <= runtime.SELECT_MAX_BITS else 'gather'}")
+          f"{1e6 * costs['int8_values']:.1f} us; b-bit planes with the lookup as a gather or a select tree, into the "
+          f"float32 codebook (scaled) and into its int8 grid (--int8_matmuls):")
+    print(f"{'bits':>4} {'gather us':>10} {'select us':>10} {'gather/int8':>12} {'select/int8':>12}  {'uses':<6}"
+          f" | {'int8 grid: gather us':>20} {'select us':>10}  uses")
+    for bits in costs["float32"]["gather"]:
+        cells = []
+        for dtype in SELECT_BITS:
+            gather, select = costs[dtype]["gather"][bits], costs[dtype]["select"].get(bits)
+            uses = "select" if runtime.select_tree_wins(bits, dtype) else "gather"
+            if dtype == "float32":
+                ratios = (f"{gather / costs['int8_values']:>11.2f}x "
+                          + (f"{select / costs['int8_values']:>11.2f}x" if select else f"{'':>12}"))
+                cells.append(f"{1e6 * gather:>10.1f} {f'{1e6 * select:.1f}' if select else '':>10} {ratios}  {uses:<6}")
+            else:
+                cells.append(f"{1e6 * gather:>20.1f} {f'{1e6 * select:.1f}' if select else '':>10}  {uses}")
+        print(f"{bits:>4} " + " | ".join(cells))
 
 
 def paired_median_ratio(a, b, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:

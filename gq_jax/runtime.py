@@ -23,7 +23,7 @@ Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry code
                  cross a byte boundary, made XLA interleave 8 columns: 2-3x slower; planes packed
                  as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower). The
                  codebook lookup is a tree of selects fused with that loop for b <= 4
-                 (`select_tree`), a gather above.
+                 (`select_tree`; b <= 6 for the int8 grid of `int8_matmuls`), a gather above.
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
                  symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
                  8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
@@ -72,10 +72,10 @@ class PackedArray:
 
     def lookup(self, table: jax.Array) -> jax.Array:
         """table[indices] in the weight's shape, for a [2^b] table (the padded codebook, or its int8
-        grid): a tree of selects for b <= `SELECT_MAX_BITS` (`select_tree`), else a gather (every
-        b-bit index is in bounds, so it skips the bounds check)."""
+        grid): a tree of selects where `select_tree_wins` for b and the table's dtype, else a gather
+        (every b-bit index is in bounds, so it skips the bounds check)."""
         index = self.indices()
-        if self.bits <= SELECT_MAX_BITS:
+        if select_tree_wins(self.bits, table.dtype):
             return select_tree(table, index, self.bits).reshape(self.shape)
         return table.at[index].get(mode="promise_in_bounds").reshape(self.shape)
 
@@ -105,7 +105,14 @@ class Int8Array:
         return (self.values.astype(jnp.float32) / self.levels * self.scale).astype(self.dtype)
 
 
-SELECT_MAX_BITS = 4  # the widest index `select_tree` beats XLA's CPU gather at (benchmarks/runtime.py's lookup table)
+# The widest index at which `select_tree` beats XLA's CPU gather, by the table's dtype
+# (benchmarks/runtime.py's lookup table): a vector select takes 16 float32 lanes, or 64 int8 ones.
+SELECT_MAX_BITS = {"float32": 4, "int8": 6}
+
+
+def select_tree_wins(bits: int, dtype: Any) -> bool:
+    """Whether a `bits`-bit lookup into a table of `dtype` takes `select_tree` (else a gather)."""
+    return bits <= SELECT_MAX_BITS.get(jnp.dtype(dtype).name, 0)
 
 
 def select_tree(table: jax.Array, index: jax.Array, bits: int) -> jax.Array:
@@ -114,7 +121,8 @@ def select_tree(table: jax.Array, index: jax.Array, bits: int) -> jax.Array:
     whose bit j is that of its index (candidate 2k + 1 where bit j is set, else 2k), so one remains.
 
     Elementwise, so XLA vectorises it and fuses it with the unpacking, where its CPU gather is a
-    scalar loop: for b <= 4 the cheaper lookup, wider ones cost more selects than the gather.
+    scalar loop: the cheaper lookup up to `SELECT_MAX_BITS` (4 bits for float32, 6 for int8 tables);
+    wider ones cost more selects than the gather.
     """
     values = [table[k] for k in range(2**bits)]
     for j in range(bits):

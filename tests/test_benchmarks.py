@@ -36,10 +36,12 @@ def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     assert re.search(r"^uniform8 .* 1\.000x \[1\.000, 1\.000\]$", out, re.MULTILINE)
     intervals = re.findall(r"^gq\d .* ([\d.]+)x \[([\d.]+), ([\d.]+)\]$", out, re.MULTILINE)
     assert len(intervals) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in intervals)
-    lookups = re.findall(r"^ +(\d) +[\d.]+ +([\d.]*) +[\d.]+x +(?:[\d.]+x)?  (select|gather)$", out, re.MULTILINE)
-    assert [int(bits) for bits, _, _ in lookups] == list(range(1, 9))  # every width, the tree up to 6 bits
-    assert [bool(select) for _, select, _ in lookups] == [True] * 6 + [False] * 2
-    assert [form for _, _, form in lookups] == ["select"] * 4 + ["gather"] * 4
+    lookups = re.findall(r"^ +(\d) +[\d.]+ +([\d.]*) +[\d.]+x +(?:[\d.]+x)?  (select|gather) +\| +[\d.]+ +([\d.]*)"
+                         r"  (select|gather)$", out, re.MULTILINE)
+    assert [int(row[0]) for row in lookups] == list(range(1, 9))  # every width; the float tree up to 6 bits, int8 7
+    assert [(bool(row[1]), bool(row[3])) for row in lookups] == [(True, True)] * 6 + [(False, True), (False, False)]
+    assert [(row[2], row[4]) for row in lookups] == [("select", "select")] * 4 + [("gather", "select")] * 2 + [
+        ("gather", "gather")] * 2
 
 
 def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():

@@ -200,13 +200,17 @@ def test_int8_matmul_decoding_runs_every_weight_matmul_in_int8_and_stays_close(r
     assert [len(ids) > 0 for ids in int8.token_ids] == [True] * 3
 
 
-@pytest.mark.parametrize("bits", range(1, 6))
+@pytest.mark.parametrize("bits", range(1, 8))
 def test_the_select_tree_is_the_table_lookup_and_replaces_the_gather_up_to_its_widest_index(bits):
     table = jnp.asarray(np.random.default_rng(bits).normal(size=2**bits), jnp.float32)
     index = jnp.asarray(np.arange(3 * 2**bits) % 2**bits, jnp.uint8)
     np.testing.assert_array_equal(runtime.select_tree(table, index, bits), table[index])
     quantized = QuantizedArray(np.asarray(index)[None], table, np.float32(1.0), bits, (1, index.size), "float32")
     leaf = runtime.resident_leaf(quantized)
-    primitives = {e.primitive.name for e in jax.make_jaxpr(leaf.expand)().eqns}
-    assert ("gather" in primitives) == (bits > runtime.SELECT_MAX_BITS)
+    primitives = lambda fn: {e.primitive.name for e in jax.make_jaxpr(fn)().eqns}
+    assert ("gather" in primitives(leaf.expand)) == (bits > 4)
     np.testing.assert_array_equal(leaf.expand()[0], table[index])
+    # On the int8 grid of `int8_matmuls` the tree serves up to 6 bits: 64 int8 lanes to a vector select.
+    assert ("gather" in primitives(lambda: runtime.to_int8(leaf).values)) == (bits > 6)
+    grid = np.clip(np.round(np.asarray(table) * 127.0), -127, 127).astype(np.int8)
+    np.testing.assert_array_equal(runtime.to_int8(leaf).values[0], grid[np.asarray(index)])
