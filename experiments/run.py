@@ -18,7 +18,8 @@ quantized weight, saving against the uniform 8-bit model of the same weights (1 
 every weight matrix and embedding, plus float32 per-channel scales; the rest float), greedy
 real-time factor on test (benchmarks/latency.py), and training step time over float training's
 (experiments/step_time.py). Evaluation is skipped when results/NAME/metrics.json already holds it
-for the same checkpoint, settings and config (`config_digest`: any changed field scores it again).
+for the same checkpoint, settings and config (`config_digest`: any changed field but the budget
+scores it again).
 
 Files in results/SCALE/NAME/: config.json, command.txt (this command and the equivalent train.py /
 eval.py commands), metrics.json (budget, steps trained, training wall time and resumes as train.py's
@@ -103,8 +104,13 @@ def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml
 
 
 def config_digest(config: ml_collections.ConfigDict) -> str:
-    """The first 16 hex digits of the SHA-256 of the config as sorted JSON: equal for equal configs."""
-    return hashlib.sha256(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
+    """The first 16 hex digits of the SHA-256 of the config as sorted JSON, less `num_train_steps`:
+    equal for configs that score a checkpoint alike. The budget reaches a score only through the step
+    trained, which `eval_settings` holds, so a rerun with another budget that trains nothing more
+    (the checkpoint is past it) is still up to date."""
+    scored = config.copy_and_resolve_references()
+    del scored["num_train_steps"]
+    return hashlib.sha256(scored.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
 
 
 @functools.cache

@@ -131,6 +131,14 @@ def test_all_weight_matrices_and_embeddings_are_quantized_and_nothing_else():
         assert (leaf.rule is not None) == leaf.path.endswith(("kernel", "embedding")), leaf.path
 
 
+def test_the_config_digest_ignores_the_budget_but_not_a_quantizer_setting():
+    gq4 = registry.get("rnnt_gq_4")
+    digest = run.config_digest(run.experiment_config(gq4, run.Settings(scale="large")))
+    assert run.config_digest(run.experiment_config(gq4, run.Settings(scale="large", budget_steps=3))) == digest
+    changed = run.Settings(scale="large", overrides=(("quant.mu", 100.0),))
+    assert run.config_digest(run.experiment_config(gq4, changed)) != digest
+
+
 @pytest.mark.slow
 def test_a_float_run_publishes_every_file(float_result):
     folder = float_result / "results/recipe/rnnt_float"
@@ -175,7 +183,8 @@ def test_a_finished_row_rerun_with_a_publish_root_is_published_without_rescoring
     models = tiny_results / "models_later"
     metrics_file = tiny_results / "results/recipe/rnnt_gq_4/metrics.json"
     before = metrics_file.read_text()
-    run.run_experiment("rnnt_gq_4", dataclasses.replace(settings(tiny_corpus, tiny_results, 2), publish_root=str(models)))
+    # A budget below the steps trained (2, or 3 after the test above) trains nothing and scores nothing.
+    run.run_experiment("rnnt_gq_4", dataclasses.replace(settings(tiny_corpus, tiny_results, 1), publish_root=str(models)))
     assert f"published {models / 'rnnt_gq_4_recipe'}" in capsys.readouterr().out
     assert metrics_file.read_text() == before  # not scored again
     decodes = json.loads((tiny_results / "results/recipe/rnnt_gq_4/eval.json").read_text())
