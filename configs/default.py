@@ -94,8 +94,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.quant.mu = 8.0
     config.quant.mode = "ste"
     config.quant.distance = "sq"  # sq | abs: d in a_k = softmax(-alpha d((v - c_k) / delta))
-    # GQ's backward (gq_jax.GQConfig.estimator): soft_jacobian (today's) | straight_through | capped_alpha
-    config.quant.estimator = "soft_jacobian"
+    # GQ's backward (gq_jax.GQConfig.estimator): straight_through (chosen by the large-scale
+    # ablation, README "GQ's gradient estimator") | soft_jacobian | capped_alpha
+    config.quant.estimator = "straight_through"
     config.quant.backward_alpha = 5.0  # alpha_b: the backward sharpness cap of capped_alpha (alpha.start)
     config.quant.window = 4
     config.quant.init = "auto"

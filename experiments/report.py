@@ -257,32 +257,36 @@ def better_or_worse(difference: statistics.WerDifference, name: str) -> str:
 
 
 def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Per ablated setting and bits: with per-utterance scores, each value's paired difference from the
-    default and whether any interval excludes 0 (a setting that matters); without them, the spread of
-    test WER over its values against twice the binomial standard error at the default row's WER; or
-    "not yet measured"."""
+    """Per ablated setting and bits, over the values measured so far: with per-utterance scores, each
+    value's paired difference from the default and whether any interval excludes 0 (a setting that
+    matters); without them, the spread of test WER over the values against twice the binomial standard
+    error at the default row's WER. The values still missing are named; with the default row or every
+    other value missing, the part is "not yet measured"."""
     lines = []
     for setting, (default, others) in registry.ABLATIONS.items():
         parts = []
         for bits in registry.ABLATION_BITS:
-            names = [registry.ablation_name(setting, v, bits) for v in (default, *others)]
-            if not all(n in results for n in names):
+            names = {v: registry.ablation_name(setting, v, bits) for v in (default, *others)}
+            distinct = [v for v in others if names[v] != names[default]]  # init "auto" is "uniform" at 4 bits
+            measured = [v for v in distinct if names[v] in results]
+            if names[default] not in results or not measured:
                 parts.append(f"{bits} bits {MISSING}")
                 continue
-            wers = {v: test_wer(results[n]) for v, n in zip((default, *others), names)}
+            missing = "".join(f", {v} {MISSING}" for v in distinct if v not in measured)
+            wers = {v: test_wer(results[names[v]]) for v in (default, *measured)}
             best, spread = min(wers, key=wers.get), max(wers.values()) - min(wers.values())
-            differences = {v: paired(results[names[0]], results[n]) for v, n in zip(others, names[1:])}
+            differences = {v: paired(results[names[default]], results[names[v]]) for v in measured}
             if all(d is not None for d in differences.values()):
                 matters = any(d.low > 0 or d.high < 0 for d in differences.values())
                 stated = ", ".join(f"{v} {statistics.describe(d)}" for v, d in differences.items())
                 parts.append(f"{bits} bits: against {default}: {stated} ({'matters' if matters else 'within noise'}"
-                             f": paired bootstrap), best {best}")
+                             f": paired bootstrap), best {best}{missing}")
                 continue
-            words = results[names[0]]["eval"]["greedy"]["test"]["num_words"]
+            words = results[names[default]]["eval"]["greedy"]["test"]["num_words"]
             noise = 2 * standard_error(wers[default], words)
             verdict = "matters" if spread > noise else "within noise"
             parts.append(f"{bits} bits: spread {100 * spread:.2f} WER points ({verdict}: twice the standard error "
-                         f"is {100 * noise:.2f}), best {best} ({UNPAIRED})")
+                         f"is {100 * noise:.2f}), best {best} ({UNPAIRED}){missing}")
         lines.append(f"- {setting}: " + "; ".join(parts) + ".")
     return lines
 

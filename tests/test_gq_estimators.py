@@ -103,8 +103,8 @@ def test_capped_alpha_at_a_hard_alpha_gives_the_gradient_of_the_soft_start():
         return jax.grad(loss, (0, 1))(params, state)
 
     capped = grads(gq_jax.GQConfig(rules, estimator="capped_alpha", backward_alpha=5.0), 500.0)
-    soft_start = grads(gq_jax.GQConfig(rules), 5.0)
-    soft_hard = grads(gq_jax.GQConfig(rules), 500.0)
+    soft_start = grads(gq_jax.GQConfig(rules, estimator="soft_jacobian"), 5.0)
+    soft_hard = grads(gq_jax.GQConfig(rules, estimator="soft_jacobian"), 500.0)
     for got, want in zip(jax.tree_util.tree_leaves(capped), jax.tree_util.tree_leaves(soft_start)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     ratio = lambda g: np.abs(np.asarray(g[0]["kernel"])) / np.abs(np.asarray(upstream))
@@ -121,15 +121,16 @@ def test_bad_estimator_settings_are_an_error_naming_the_field(field, value, mess
         gq_jax.GQConfig([gq_jax.Rule(".*kernel", 4)], **{field: value})
 
 
-def test_the_config_section_sets_the_estimator_and_older_configs_get_todays_default():
+def test_the_config_section_sets_the_estimator_and_older_configs_keep_the_soft_jacobian():
     from configs import default
 
     quant = default.get_config().quant
-    assert config_lib.gq_config(quant).estimator == "soft_jacobian"  # today's behaviour
+    assert config_lib.gq_config(quant).estimator == gq_jax.GQConfig.estimator == "straight_through"
     quant.estimator, quant.backward_alpha = "capped_alpha", 12.0
     made = config_lib.gq_config(quant)
     assert (made.estimator, made.backward_alpha) == ("capped_alpha", 12.0)
     older = ml_collections.ConfigDict({k: v for k, v in quant.to_dict().items()
                                        if k not in ("estimator", "backward_alpha")})
     made = config_lib.gq_config(older)
-    assert (made.estimator, made.backward_alpha) == ("soft_jacobian", gq_jax.GQConfig.backward_alpha)
+    assert (made.estimator, made.backward_alpha) == (config_lib.LEGACY_ESTIMATOR, gq_jax.GQConfig.backward_alpha)
+    assert config_lib.LEGACY_ESTIMATOR == "soft_jacobian"  # the backward such a workdir trained with

@@ -154,6 +154,22 @@ def test_an_ablation_with_per_utterance_scores_matters_when_an_interval_excludes
     assert "(matters: paired bootstrap), best ste" in line
 
 
+def test_an_ablation_is_reported_on_the_values_measured_and_names_the_missing_ones():
+    errors, words = _system(12, n=1500, rate=0.1)
+    results = {registry.ablation_name("mu", value, 2): _row("x", "gq", e, words)
+               for value, e in (("8", errors), ("0", errors + 1))}
+    line = next(line for line in report.ablation_headline(results) if line.startswith("- mu:"))
+    assert "4 bits not yet measured" in line
+    assert "2 bits: against 8: 0 +" in line and "best 8, 255 not yet measured" in line
+    init = {registry.ablation_name("init", value, 4): _row("x", "gq", e, words)  # "auto" is "uniform" at 4 bits
+            for value, e in (("auto", errors), ("kmeans", errors + 1))}
+    line = next(line for line in report.ablation_headline(init) if line.startswith("- init:"))
+    assert "4 bits: against auto: kmeans +" in line and "uniform" not in line
+    alone = {registry.ablation_name("mu", "0", 2): results[registry.ablation_name("mu", "0", 2)]}
+    assert "2 bits not yet measured" in next(line for line in report.ablation_headline(alone)
+                                             if line.startswith("- mu:"))
+
+
 def test_the_report_states_the_lossless_rule(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "**Lossless** means the interval's upper end is at most +2 % relative of the float WER" in text

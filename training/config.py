@@ -205,6 +205,10 @@ def _rule(entry: Any) -> gq_jax.Rule:
     return gq_jax.Rule(pattern, bits=int(bits), granularity=granularity, channel_axes=channel_axes)
 
 
+# GQ's backward before `config.quant.estimator` existed (`gq_config`).
+LEGACY_ESTIMATOR = "soft_jacobian"
+
+
 def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
     """GQConfig from `config.quant`: rules given as (pattern, bits, granularity) tuples, or with a
     fourth element, the `gq_jax.Rule.channel_axes` (None or a tuple of ints; without it, each
@@ -212,12 +216,13 @@ def gq_config(quant: ml_collections.ConfigDict) -> gq_jax.GQConfig:
 
     A rule that matches no parameter is an error (`strict=True`), so a typo in a pattern fails
     instead of silently quantizing nothing (float training never builds a GQConfig). A config saved
-    before `quant.distance`, `quant.estimator` or `quant.backward_alpha` existed (an older workdir's
-    config.json) gets the library's default.
+    before `quant.distance` or `quant.backward_alpha` existed (an older workdir's config.json) gets
+    the library's default; one saved before `quant.estimator` existed trained with the soft
+    Jacobian, the only backward then, and keeps it (`LEGACY_ESTIMATOR`), so it resumes as it began.
     """
     return gq_jax.GQConfig(rules=[_rule(entry) for entry in quant.rules], mu=quant.mu, mode=quant.mode,
                            distance=quant.get("distance", gq_jax.GQConfig.distance),
-                           estimator=quant.get("estimator", gq_jax.GQConfig.estimator),
+                           estimator=quant.get("estimator", LEGACY_ESTIMATOR),
                            backward_alpha=quant.get("backward_alpha", gq_jax.GQConfig.backward_alpha),
                            window=quant.window, init=quant.init, strict=True)
 
