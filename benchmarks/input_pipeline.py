@@ -96,9 +96,10 @@ def delivery(config, num_batches: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = input_pipeline.make_tokenizer(config.data, pathlib.Path(scratch), train)
     plan = input_pipeline.train_plan(config, train, tokenizer)
-    loader = batching.BatchLoader(train, tokenizer, plan)
     warmup = 2 * max(config.data.num_workers, 1)  # the workers' start-up is not delivery
-    stream = batching.stream(plan, loader, 0, warmup + num_batches, config.data.num_workers, config.data.prefetch)
+    streamed = config.copy_and_resolve_references()
+    streamed.num_train_steps = warmup + num_batches
+    stream = input_pipeline.train_stream(streamed, plan, train, tokenizer, start=0)
     try:
         for _ in range(warmup):
             next(stream)

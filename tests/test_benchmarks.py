@@ -1,6 +1,9 @@
-"""The benchmark commands run: shrunk only where said (the runtime benchmark on configs/test_tiny.py's
-model with 1 s of synthetic audio, 1 utterance, 1 repeat, instead of the large recipe on synth-en)."""
+"""Every benchmark command runs, shrunk only where its test says: the quantizer and transducer-loss
+benchmarks `--quick` with 1 repeat; the runtime, train-step, compile and input-pipeline benchmarks on
+configs/test_tiny.py and the tiny corpus; the beam-search and latency benchmarks on the 6-step tiny
+runs of tests/conftest.py. The init-error and gq-gradient benchmarks run as published."""
 
+import json
 import pathlib
 import re
 import subprocess
@@ -17,11 +20,20 @@ def run(*args: str) -> str:
     return result.stdout
 
 
+def matching_lines(text: str, pattern: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(pattern, line)]
+
+
+def reproduces_published_rows(name: str, pattern: str) -> list[str]:
+    """Runs benchmarks/<name>.py; asserts its lines matching `pattern` equal results/benchmarks/<name>.txt's."""
+    rows = matching_lines(run(f"benchmarks/{name}.py"), pattern)
+    assert rows == matching_lines((ROOT / "results" / "benchmarks" / f"{name}.txt").read_text(), pattern)
+    return rows
+
+
 def test_the_gq_gradient_benchmark_reproduces_its_published_figures():
     """Its figures are deterministic: the rows equal results/benchmarks/gq_gradient.txt's."""
-    rows = lambda text: [line for line in text.splitlines() if re.match(r"(soft|straight|capped)", line)]
-    published = (ROOT / "results" / "benchmarks" / "gq_gradient.txt").read_text()
-    assert rows(run("benchmarks/gq_gradient.py")) == rows(published) and len(rows(published)) == 15
+    assert len(reproduces_published_rows("gq_gradient", r"(soft|straight|capped)")) == 15
 
 
 @pytest.mark.slow
@@ -78,3 +90,77 @@ def test_the_compile_benchmark_times_one_thread_against_several_in_one_run(tiny_
     assert buckets >= 1 and serial > 0 and parallel > 0
     # The seconds are printed to 0.1 s and the ratio to 0.01: the ratio of the printed times may differ by that much.
     assert (parallel - 0.05) / (serial + 0.05) - 0.005 <= ratio <= (parallel + 0.05) / max(serial - 0.05, 1e-9) + 0.005
+
+
+def test_the_init_error_benchmark_reproduces_its_published_figures():
+    """Deterministic (seeded tensors, no timing): its rows equal results/benchmarks/init_error.txt's."""
+    assert len(reproduces_published_rows("init_error", r" +\d ")) == 12
+
+
+def test_the_quantizer_benchmark_states_the_windowed_memory_growth_it_measured():
+    """Shrunk to `--quick` (1M weights) and 1 repeat."""
+    out = run("benchmarks/quantizer.py", "--quick", "--repeats", "1")
+    rows = re.findall(r"^ +(\d) +(dense|windowed) +([\d.]+) ", out, re.MULTILINE)
+    assert [(int(b), form) for b, form, _ in rows] == [(b, f) for b in (1, 2, 4, 8) for f in ("dense", "windowed")]
+    windowed = {int(b): float(peak) for b, form, peak in rows if form == "windowed"}
+    growth = re.search(r"^windowed peak memory, 8 bits / 1 bit: ([\d.]+)x \(goal <= 2x: (met|NOT met)\)$", out,
+                       re.MULTILINE)
+    assert growth, out
+    # The peaks are printed to 0.001 GiB and the ratio to 0.01.
+    assert float(growth[1]) == pytest.approx(windowed[8] / windowed[1], abs=0.01 + 0.002 / windowed[1])
+    assert growth[2] == ("met" if float(growth[1]) <= 2.0 else "NOT met")
+
+
+def test_the_transducer_loss_benchmark_measures_the_chunked_loss_below_the_full_one():
+    """Shrunk to `--quick` (B=2, T=50, U=12) and 1 repeat."""
+    out = run("benchmarks/transducer_loss.py", "--quick", "--repeats", "1")
+    assert len(re.findall(r"^\[(logits only|with joint, H=\d+)\]", out, re.MULTILINE)) == 4, out
+    assert len(re.findall(r"^  naive / ours time: [\d.]+x$", out, re.MULTILINE)) == 2
+    memory = [float(m) for m in re.findall(r"^  chunked / full: time [\d.]+x, peak memory ([\d.]+)x$", out,
+                                           re.MULTILINE)]
+    assert len(memory) == 2 and all(0 < ratio < 1 for ratio in memory), out
+
+
+@pytest.mark.slow
+def test_the_beam_search_benchmark_finds_the_same_hypotheses_batched_and_one_at_a_time(float_run):
+    """Shrunk to the 6-step tiny float run and 4 test utterances."""
+    out = run("benchmarks/beam_search.py", "--workdir", str(float_run), "--split", "test", "--max_examples", "4")
+    assert out.startswith("4 utterances") and "same hypotheses: True" in out, out
+    assert re.search(r"^speed-up [\d.]+x;", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_the_latency_benchmark_times_the_packed_model_against_its_checkpoint(gq_run, tmp_path):
+    """Shrunk to the 6-step tiny GQ run, exported as `eval.py --export` does."""
+    import eval as eval_cmd
+
+    packed = tmp_path / "model.gqpk"
+    eval_cmd.evaluate_run(str(gq_run), splits=["dev"], export=str(packed))
+    out = run("benchmarks/latency.py", "--workdir", str(gq_run), "--packed", str(packed), "--max_examples", "4")
+    rows = dict(re.findall(r"^(float|packed) +[\d.]+ +([\d.]+)$", out, re.MULTILINE))
+    assert set(rows) == {"float", "packed"} and all(float(rtf) > 0 for rtf in rows.values()), out
+    assert re.search(r"^packed/float: load [\d.]+x, RTF [\d.]+x$", out, re.MULTILINE)
+    assert subprocess.run([sys.executable, "benchmarks/latency.py", "--workdir", str(gq_run), "--packed",
+                           str(tmp_path / "missing.gqpk")], cwd=ROOT, capture_output=True, text=True).returncode != 0
+
+
+@pytest.mark.slow
+def test_the_input_pipeline_benchmark_reports_both_peaks_and_the_delivery_ratio(tiny_corpus):
+    """Shrunk to configs/test_tiny.py on the tiny corpus: a 0.01 h subset, 20 steps, 4 delivery batches."""
+    out = run("benchmarks/input_pipeline.py", "--corpus", str(tiny_corpus), "--config", "configs/test_tiny.py",
+              "--small-hours", "0.01", "--steps", "20", "--delivery-batches", "4")
+    figures = json.loads(out.strip().splitlines()[-1])
+    peaks = figures["peaks"]
+    assert list(peaks) == ["0.01 h subset", "whole split"]
+    assert all(p["tree_mb"] >= p["main_mb"] > 0 and 0 <= p["data_wait"] <= 1 for p in peaks.values())
+    ratio = re.search(r"^peak RSS ratio, whole / subset \(\d+x the audio\): tree ([\d.]+), training process ([\d.]+)",
+                      out, re.MULTILINE)
+    assert ratio, out
+    whole, small = peaks["whole split"], peaks["0.01 h subset"]
+    assert float(ratio[1]) == pytest.approx(whole["tree_mb"] / small["tree_mb"], abs=5e-4)
+    assert float(ratio[2]) == pytest.approx(whole["main_mb"] / small["main_mb"], abs=5e-4)
+    delivered = re.search(r"^loader: (\d+) audio-s/s delivered; .* = (\d+) audio-s/s consumed; ratio ([\d.]+)", out,
+                          re.MULTILINE)
+    assert delivered, out
+    assert float(delivered[3]) == pytest.approx(
+        figures["delivery_audio_s_per_s"] / figures["consumed_audio_s_per_s"], abs=0.05)
