@@ -58,13 +58,15 @@ def _rss_kb(pid: int) -> int:
 
 
 def tree_rss_kb(pid: int) -> tuple[int, int]:
-    """(resident kB of `pid` and all its descendants, of `pid` alone)."""
-    total, todo = 0, [pid]
+    """(resident kB of `pid` and all its descendants, of `pid` alone), from one read of each process, so
+    that the tree never counts less than its main process."""
+    main = _rss_kb(pid)
+    total, todo = main, _children(pid)
     while todo:
         p = todo.pop()
         total += _rss_kb(p)
         todo += _children(p)
-    return total, _rss_kb(pid)
+    return total, main
 
 
 def train_peak_rss(config_path: str, corpus: pathlib.Path, max_examples: int, steps: int,

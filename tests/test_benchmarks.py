@@ -152,7 +152,7 @@ def test_the_input_pipeline_benchmark_reports_both_peaks_and_the_delivery_ratio(
     figures = json.loads(out.strip().splitlines()[-1])
     peaks = figures["peaks"]
     assert list(peaks) == ["0.01 h subset", "whole split"]
-    assert all(p["tree_mb"] >= p["main_mb"] > 0 and 0 <= p["data_wait"] <= 1 for p in peaks.values())
+    assert all(p["tree_mb"] >= p["main_mb"] > 0 and 0 <= p["data_wait"] <= 1 for p in peaks.values()), peaks
     ratio = re.search(r"^peak RSS ratio, whole / subset \(\d+x the audio\): tree ([\d.]+), training process ([\d.]+)",
                       out, re.MULTILINE)
     assert ratio, out
