@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 VARIANTS = [("float32", "identity", 32), ("uniform8", "ptq_round", 8), ("gq5", "gq", 5),
             ("gq4", "gq", 4), ("gq2", "gq", 2)]
+XLA_LOOKUP = "gq5_xla"  # the 5-bit model timed again with `gq_jax.cpu_lookup` off
 
 
 def load_config(path: str):
@@ -136,8 +137,21 @@ def status_bytes(field: str) -> int:
     raise KeyError(field)
 
 
-def decoder(config, path: str, int8_matmuls: bool = False):
-    """(load seconds, resident tree, search(features, lengths), encode(features, lengths))."""
+def without_kernel(tree):
+    """The resident tree with every `PackedArray` expanded by XLA's lookup (`cpu_lookup` off)."""
+    import dataclasses
+
+    import jax
+
+    from gq_jax import runtime
+
+    off = lambda x: dataclasses.replace(x, kernel=False) if isinstance(x, runtime.PackedArray) else x
+    return jax.tree_util.tree_map(off, tree, is_leaf=runtime.is_resident)
+
+
+def decoder(config, path: str, int8_matmuls: bool = False, kernel: bool = True):
+    """(load seconds, resident tree, search(features, lengths), encode(features, lengths)); with
+    `kernel` False the lookups are XLA's even where `gq_jax.cpu_lookup` serves."""
     import jax
 
     from gq_jax import runtime
@@ -147,6 +161,7 @@ def decoder(config, path: str, int8_matmuls: bool = False):
     start = time.perf_counter()
     tree = jax.block_until_ready(runtime.load_resident(path))
     load_s = time.perf_counter() - start
+    tree = tree if kernel else without_kernel(tree)
     served = runtime.resident_model(config_lib.model_from_config(config.model, config.data.vocab_size),
                                     int8_matmuls=int8_matmuls)
     variables = {"params": tree}
@@ -225,7 +240,8 @@ def timings(config, files: dict, args, names: list[tuple[str, bool]]) -> dict:
 
     feats, lengths, audio_s = utterances(config, args.corpus, args.utterances, args.seconds)
     singles = [(feats[i:i + 1], lengths[i:i + 1]) for i in range(len(lengths))]
-    decoders = {key: decoder(config, files[key[0]]["path"], key[1]) for key in names}
+    decoders = {key: decoder(config, files[key[0]]["path"], key[1], kernel=key[0] != XLA_LOOKUP)
+                for key in names}
     clips = audio_clips(args.corpus, args.utterances, args.seconds)
     stats, chunk_samples = clip_stats(clips, config.features.num_mel_bins), int(args.chunk_ms * 16)
     streams = {key: chunk_latencies(config, decoders[key][1], stats, chunk_samples, key[1]) for key in names}
@@ -270,27 +286,31 @@ SELECT_BITS = {"float32": range(1, 7), "int8": range(1, 8)}  # 2^b − 1 selects
 def lookup_costs(files: dict, calls: int) -> dict:
     """Median seconds over `calls` calls to expand the largest kernel of the model from its resident
     form: int8 values (`Int8Array`, the 8-bit model's), and at each width b bit planes of random
-    b-bit indices with the lookup as a gather and, for b in SELECT_BITS, as `runtime.select_tree`
-    (the runtime takes the tree where `runtime.select_tree_wins`), into two tables: the float32
-    codebook, scaled (`PackedArray.expand`), and its int8 grid (`runtime.to_int8`, for
-    `int8_matmuls`). {"shape", "int8_values", "float32": {"gather": {b: s}, "select": {b: s}}, "int8": ...}."""
+    b-bit indices with the lookup as a gather, for b in SELECT_BITS as `runtime.select_tree`, and as
+    the `cpu_lookup` kernel where it serves, into two tables: the float32 codebook, scaled
+    (`PackedArray.expand`), and its int8 grid (`runtime.to_int8`, for `int8_matmuls`; no kernel).
+    {"shape", "int8_values", dtype: {"gather"|"select"|"kernel": {b: s}}, "uses": {dtype: {b: name}}}."""
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from benchmarks.quantizer import median_seconds
-    from gq_jax import runtime
+    from gq_jax import cpu_lookup, runtime
 
     kernel = max((x for x in jax.tree_util.tree_leaves(runtime.load_resident(files["uniform8"]["path"]),
                                                        is_leaf=runtime.is_resident)
                   if isinstance(x, runtime.Int8Array)), key=lambda x: x.values.size)
     shape, count, rng = kernel.shape, kernel.values.size, np.random.default_rng(0)
+    serves = cpu_lookup.serves(shape, kernel.scale.shape)
 
     def median(fn, *args) -> float:
         return median_seconds(jax.jit(fn), args, calls)
 
-    out = {"shape": shape, "int8_values": median(lambda x: x.expand(), kernel)}
-    out.update({dtype: {"gather": {}, "select": {}} for dtype in SELECT_BITS})
+    out = {"shape": shape, "int8_values": median(lambda x: x.expand(), kernel),
+           "uses": {dtype: {} for dtype in SELECT_BITS}}
+    out.update({dtype: {"gather": {}, "select": {}, "kernel": {}} for dtype in SELECT_BITS})
     for bits in LOOKUP_BITS:
         planes = tuple(map(jnp.asarray, runtime.pack_planes(rng.integers(0, 2**bits, count), bits)))
         codebook = np.sort(rng.normal(size=2**bits)) / 4
@@ -298,33 +318,38 @@ def lookup_costs(files: dict, calls: int) -> dict:
                   "int8": (jnp.asarray(np.clip(np.round(codebook * 127), -127, 127), jnp.int8), jnp.int8(1))}
         index = lambda p: runtime.unpack_planes(p, bits, count)
         for dtype, (table, scale) in tables.items():
-            out[dtype]["gather"][bits] = median(
+            costs = out[dtype]
+            costs["gather"][bits] = median(
                 lambda p, t, s: t.at[index(p)].get(mode="promise_in_bounds").reshape(shape) * s, planes, table, scale)
             if bits in SELECT_BITS[dtype]:
-                out[dtype]["select"][bits] = median(
+                costs["select"][bits] = median(
                     lambda p, t, s: runtime.select_tree(t, index(p), bits).reshape(shape) * s, planes, table, scale)
+            if dtype == "float32" and serves:
+                leaf = runtime.PackedArray(planes, table, scale, bits, shape, "float32", kernel=True)
+                costs["kernel"][bits] = median(lambda x: x.expand(), leaf)
+            out["uses"][dtype][bits] = ("kernel" if dtype == "float32" and serves
+                                        else "select" if runtime.select_tree_wins(bits, dtype) else "gather")
     return out
 
 
 def print_lookup_costs(costs: dict) -> None:
-    from gq_jax import runtime
-
+    base = costs["int8_values"]
+    us = lambda seconds: f"{1e6 * seconds:.1f}" if seconds is not None else ""
+    ratio = lambda seconds: f"{seconds / base:.2f}x" if seconds is not None else ""
     print(f"\nexpansion of one {list(costs['shape'])} kernel (the largest), median of calls: int8 values "
-          f"{1e6 * costs['int8_values']:.1f} us; b-bit planes with the lookup as a gather or a select tree, into the "
-          f"float32 codebook (scaled) and into its int8 grid (--int8_matmuls):")
-    print(f"{'bits':>4} {'gather us':>10} {'select us':>10} {'gather/int8':>12} {'select/int8':>12}  {'uses':<6}"
-          f" | {'int8 grid: gather us':>20} {'select us':>10}  uses")
+          f"{1e6 * base:.1f} us; b-bit planes with the lookup as a gather, a select tree or the AVX-512 kernel "
+          f"(gq_jax.cpu_lookup), into the float32 codebook (scaled) and into its int8 grid (--int8_matmuls):")
+    print(f"{'bits':>4} {'gather us':>10} {'select us':>10} {'kernel us':>10} {'gather/int8':>12} {'select/int8':>12} "
+          f"{'kernel/int8':>12}  {'uses':<6} | {'int8 grid: gather us':>20} {'select us':>10}  uses")
     for bits in costs["float32"]["gather"]:
         cells = []
         for dtype in SELECT_BITS:
-            gather, select = costs[dtype]["gather"][bits], costs[dtype]["select"].get(bits)
-            uses = "select" if runtime.select_tree_wins(bits, dtype) else "gather"
+            times = [costs[dtype][way].get(bits) for way in ("gather", "select", "kernel")]
             if dtype == "float32":
-                ratios = (f"{gather / costs['int8_values']:>11.2f}x "
-                          + (f"{select / costs['int8_values']:>11.2f}x" if select else f"{'':>12}"))
-                cells.append(f"{1e6 * gather:>10.1f} {f'{1e6 * select:.1f}' if select else '':>10} {ratios}  {uses:<6}")
+                cells.append(" ".join(f"{us(t):>10}" for t in times) + " " + " ".join(f"{ratio(t):>12}" for t in times)
+                             + f"  {costs['uses'][dtype][bits]:<6}")
             else:
-                cells.append(f"{1e6 * gather:>20.1f} {f'{1e6 * select:.1f}' if select else '':>10}  {uses}")
+                cells.append(f"{us(times[0]):>20} {us(times[1]):>10}  {costs['uses'][dtype][bits]}")
         print(f"{bits:>4} " + " | ".join(cells))
 
 
@@ -376,9 +401,11 @@ def main() -> None:
     if args.worker:
         return worker(args)
     config = load_config(args.config)
-    names = [(name, False) for name, _, _ in VARIANTS] + ([("uniform8", True), ("gq5", True)] if args.int8_matmuls else [])
+    names = ([(name, False) for name, _, _ in VARIANTS] + [(XLA_LOOKUP, False)]
+             + ([("uniform8", True), ("gq5", True)] if args.int8_matmuls else []))
     with tempfile.TemporaryDirectory() as folder:
         files = write_variants(config, pathlib.Path(folder))
+        files[XLA_LOOKUP] = files["gq5"]
         alone = {name: measure(args, files[name]["path"]) for name, _, _ in VARIANTS}
         timed = timings(config, files, args, names)
         lookups = lookup_costs(files, args.lookup_calls)
@@ -412,6 +439,12 @@ def main() -> None:
               f"{r['rtf_batch1'] / base['rtf_batch1']:>6.2f}x {r['rtf_batched'] / base['rtf_batched']:>6.2f}x "
               f"{r['chunk_p50_s'] / base['chunk_p50_s']:>8.2f}x {r['chunk_p90_s'] / base['chunk_p90_s']:>8.2f}x "
               f"{r['expand_s'] / base['expand_s']:>6.2f}x  {ratio:.3f}x [{low:.3f}, {high:.3f}]")
+    xla, gq5 = timed[(XLA_LOOKUP, False)], results["gq5"]
+    print(f"gq5 with XLA's lookup instead of the kernel ({XLA_LOOKUP}): chunk p50 {1000 * xla['chunk_p50_s']:.2f} ms, "
+          f"paired chunk median ratio {'{:.3f}x [{:.3f}, {:.3f}]'.format(*paired_median_ratio(base['chunk_seconds'], xla['chunk_seconds']))} "
+          f"against uniform 8-bit; the kernel's against it "
+          f"{'{:.3f}x [{:.3f}, {:.3f}]'.format(*paired_median_ratio(xla['chunk_seconds'], gq5['chunk_seconds']))}; "
+          f"expand {1000 * xla['expand_s']:.2f} ms ({xla['expand_s'] / base['expand_s']:.2f}x)")
     for name, r in int8.items():
         ter = token_error_rate(r["tokens"], results[name]["tokens"])
         print(f"int8 x int8 matmuls, {name}: RTF b1 {r['rtf_batch1']:.4f} ({r['rtf_batch1'] / results[name]['rtf_batch1']:.2f}x "

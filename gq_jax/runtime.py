@@ -21,9 +21,12 @@ Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry code
                  0, w, 2w, ... and masked, [8 / w, B] rows that are the flat indices in order, so
                  shifts and or are one vectorised loop (the file's groups, where an index can
                  cross a byte boundary, made XLA interleave 8 columns: 2-3x slower; planes packed
-                 as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower). The
-                 codebook lookup is a tree of selects fused with that loop for b <= 4
-                 (`select_tree`; b <= 6 for the int8 grid of `int8_matmuls`), a gather above.
+                 as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower). On an
+                 x86 CPU with AVX-512 unpacking and lookup are one compiled kernel
+                 (`gq_jax.cpu_lookup`: a register permute per 16 weights; `kernel=True`, set by
+                 `resident_leaf` where it serves); elsewhere the codebook lookup is a tree of
+                 selects fused with that loop for b <= 4 (`select_tree`; b <= 6 for the int8 grid
+                 of `int8_matmuls`, which never takes the kernel), a gather above.
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
                  symmetric uniform grid k / 127 (`baselines.uniform_levels`: the "8-bit QAT" and
                  8-bit round-to-nearest artifact). Expanded as (values / L) · scale, L = 127.
@@ -49,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from gq_jax import cpu_lookup
 from gq_jax.artifact import QuantizedArray, is_quantized
 from gq_jax.baselines import uniform_levels
 from gq_jax.packed import load_packed, pack_bits
@@ -65,6 +69,7 @@ class PackedArray:
     bits: int = dataclasses.field(metadata=dict(static=True))
     shape: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
     dtype: str = dataclasses.field(metadata=dict(static=True))
+    kernel: bool = dataclasses.field(default=False, metadata=dict(static=True))  # `cpu_lookup` on a CPU
 
     def indices(self) -> jax.Array:
         """[N] uint8 indices from the planes (traceable)."""
@@ -80,7 +85,13 @@ class PackedArray:
         return table.at[index].get(mode="promise_in_bounds").reshape(self.shape)
 
     def expand(self) -> jax.Array:
-        return (self.lookup(self.codebook) * self.scale).astype(self.dtype)
+        """codebook[indices] · scale in the weight's dtype: where `kernel` and the computation runs on
+        a CPU, by the compiled `cpu_lookup` kernel; elsewhere by XLA (`lookup`). Equal bit for bit."""
+        by_xla = lambda: self.lookup(self.codebook) * self.scale
+        if not self.kernel:
+            return by_xla().astype(self.dtype)
+        by_kernel = lambda: cpu_lookup.lookup(self.planes, self.codebook, self.scale, self.bits, self.shape)
+        return jax.lax.platform_dependent(cpu=by_kernel, default=by_xla).astype(self.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -189,8 +200,8 @@ def resident_leaf(q: QuantizedArray) -> PackedArray | Int8Array:
     planes = tuple(map(jnp.asarray, pack_planes(np.asarray(q.indices), q.bits)))
     codebook = np.asarray(q.codebook, np.float32)
     codebook = np.concatenate([codebook, np.repeat(codebook[-1:], 2**q.bits - codebook.size)])
-    return PackedArray(planes, jnp.asarray(codebook),
-                       jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape), q.dtype)
+    return PackedArray(planes, jnp.asarray(codebook), jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape),
+                       q.dtype, kernel=cpu_lookup.serves(tuple(q.shape), np.shape(q.scale)))
 
 
 def resident(hardened: Any) -> Any:

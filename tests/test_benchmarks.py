@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from gq_jax import cpu_lookup
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -48,12 +50,20 @@ def test_the_runtime_benchmark_measures_every_variant_against_8_bit():
     assert re.search(r"^uniform8 .* 1\.000x \[1\.000, 1\.000\]$", out, re.MULTILINE)
     intervals = re.findall(r"^gq\d .* ([\d.]+)x \[([\d.]+), ([\d.]+)\]$", out, re.MULTILINE)
     assert len(intervals) == 3 and all(float(lo) <= float(r) <= float(hi) for r, lo, hi in intervals)
-    lookups = re.findall(r"^ +(\d) +[\d.]+ +([\d.]*) +[\d.]+x +(?:[\d.]+x)?  (select|gather) +\| +[\d.]+ +([\d.]*)"
-                         r"  (select|gather)$", out, re.MULTILINE)
-    assert [int(row[0]) for row in lookups] == list(range(1, 9))  # every width; the float tree up to 6 bits, int8 7
-    assert [(bool(row[1]), bool(row[3])) for row in lookups] == [(True, True)] * 6 + [(False, True), (False, False)]
-    assert [(row[2], row[4]) for row in lookups] == [("select", "select")] * 4 + [("gather", "select")] * 2 + [
-        ("gather", "gather")] * 2
+    assert re.search(r"^gq5 with XLA's lookup .* ratio [\d.]+x \[[\d.]+, [\d.]+\] against uniform 8-bit; "
+                     r"the kernel's against it [\d.]+x", out, re.MULTILINE)
+    # Fixed-width columns: bits, then float32 gather / select / kernel microseconds (empty where not
+    # timed), their ratios and the one used; then the int8 grid's gather / select and the one used.
+    rows = [line for line in out[out.index("expansion of one"):].splitlines() if re.match(r"^ +\d ", line)]
+    cells = [[line[0:4], line[5:15], line[16:26], line[27:37], line.split("|")[0].split()[-1],
+              line.split("|")[1][:21], line.split("|")[1][22:32], line.split()[-1]] for line in rows]
+    assert [int(row[0]) for row in cells] == list(range(1, 9))  # every width; the float tree up to 6 bits, int8 7
+    kernel = cpu_lookup.available()
+    assert all(float(row[1]) > 0 and float(row[5]) > 0 for row in cells)
+    assert [(bool(row[2].strip()), bool(row[3].strip()), bool(row[6].strip())) for row in cells] == (
+        [(True, kernel, True)] * 6 + [(False, kernel, True), (False, kernel, False)])
+    float_uses = ["kernel"] * 8 if kernel else ["select"] * 4 + ["gather"] * 4
+    assert [(row[4], row[7]) for row in cells] == list(zip(float_uses, ["select"] * 6 + ["gather"] * 2))
 
 
 def test_the_synth_benchmark_projects_a_size_from_the_cpu_its_renderers_used():

@@ -1,13 +1,15 @@
 """The packed runtime: decoding from resident packed weights equals decoding the hard-quantized model."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gq_jax
-from gq_jax import runtime
-from gq_jax.artifact import QuantizedArray, is_quantized
+from gq_jax import cpu_lookup, runtime
+from gq_jax.artifact import QuantizedArray, dequantize_leaf, is_quantized
 from models import decoding
 from models.rnnt import make_rnnt
 
@@ -206,7 +208,7 @@ def test_the_select_tree_is_the_table_lookup_and_replaces_the_gather_up_to_its_w
     index = jnp.asarray(np.arange(3 * 2**bits) % 2**bits, jnp.uint8)
     np.testing.assert_array_equal(runtime.select_tree(table, index, bits), table[index])
     quantized = QuantizedArray(np.asarray(index)[None], table, np.float32(1.0), bits, (1, index.size), "float32")
-    leaf = runtime.resident_leaf(quantized)
+    leaf = dataclasses.replace(runtime.resident_leaf(quantized), kernel=False)  # XLA's lookup
     primitives = lambda fn: {e.primitive.name for e in jax.make_jaxpr(fn)().eqns}
     assert ("gather" in primitives(leaf.expand)) == (bits > 4)
     np.testing.assert_array_equal(leaf.expand()[0], table[index])
@@ -214,3 +216,42 @@ def test_the_select_tree_is_the_table_lookup_and_replaces_the_gather_up_to_its_w
     assert ("gather" in primitives(lambda: runtime.to_int8(leaf).values)) == (bits > 6)
     grid = np.clip(np.round(np.asarray(table) * 127.0), -127, 127).astype(np.int8)
     np.testing.assert_array_equal(runtime.to_int8(leaf).values[0], grid[np.asarray(index)])
+
+
+needs_kernel = pytest.mark.skipif(not cpu_lookup.available(), reason=f"the AVX-512 lookup kernel is off here: "
+                                  f"{cpu_lookup.unavailable_reason() or 'its build failed'}")
+# (weight shape, scale shape): one scale, one per last-axis channel (16-aligned or not, so rows cross
+# the kernel's 16-lane blocks), a 3-d depthwise-convolution layout, fewer weights than one block.
+LAYOUTS = [((37, 53), (1, 53)), ((64, 1024), (1, 1024)), ((5, 1, 40), (1, 1, 40)), ((301,), ()), ((7,), (1,))]
+
+
+@needs_kernel
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("shape,scale_shape", LAYOUTS, ids=[f"{a}-{b}" for a, b in LAYOUTS])
+def test_the_cpu_kernel_expands_every_width_and_layout_bit_for_bit_as_xla(bits, shape, scale_shape):
+    rng = np.random.default_rng(bits)
+    quantized = QuantizedArray(rng.integers(0, 2**bits, shape).astype(np.uint8),
+                               np.sort(rng.normal(size=2**bits)).astype(np.float32),
+                               rng.uniform(0.5, 2.0, scale_shape).astype(np.float32), bits, shape, "float32")
+    leaf = runtime.resident_leaf(quantized)
+    assert leaf.kernel
+    hlo = jax.jit(lambda x: x.expand()).lower(leaf).as_text()
+    assert cpu_lookup.TARGET in hlo and "gather" not in hlo
+    expanded = jax.jit(lambda x: x.expand())(leaf)
+    np.testing.assert_array_equal(expanded, jax.jit(lambda x: x.expand())(dataclasses.replace(leaf, kernel=False)))
+    np.testing.assert_array_equal(expanded, dequantize_leaf(quantized))
+
+
+def test_the_kernel_serves_only_the_scale_layouts_it_reads():
+    assert not cpu_lookup.serves((37, 53), (37, 1))  # one scale per row: XLA's lookup
+    assert not cpu_lookup.serves((4, 6), (2, 6))
+    assert cpu_lookup.serves((37, 53), (1, 53)) == cpu_lookup.available()
+
+
+def test_without_the_kernel_the_reason_is_named_and_a_failed_build_shows_the_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("GQ_JAX_CPU_LOOKUP", "0")
+    assert cpu_lookup.unavailable_reason() == "GQ_JAX_CPU_LOOKUP=0"
+    monkeypatch.setenv("GQ_JAX_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="false .*cpu_lookup.cc"):
+        cpu_lookup.build("false")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left to be loaded later
