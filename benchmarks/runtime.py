@@ -303,8 +303,7 @@ def lookup_costs(files: dict, calls: int) -> dict:
                                                        is_leaf=runtime.is_resident)
                   if isinstance(x, runtime.Int8Array)), key=lambda x: x.values.size)
     shape, count, rng = kernel.shape, kernel.values.size, np.random.default_rng(0)
-    serves = cpu_lookup.serves(shape, kernel.scale.shape)
-
+    
     def median(fn, *args) -> float:
         return median_seconds(jax.jit(fn), args, calls)
 
@@ -324,11 +323,12 @@ def lookup_costs(files: dict, calls: int) -> dict:
             if bits in SELECT_BITS[dtype]:
                 costs["select"][bits] = median(
                     lambda p, t, s: runtime.select_tree(t, index(p), bits).reshape(shape) * s, planes, table, scale)
-            if dtype == "float32" and serves:
+            serves = dtype == "float32" and cpu_lookup.serves(bits, shape, kernel.scale.shape)
+            if serves:
                 leaf = runtime.PackedArray(planes, table, scale, bits, shape, "float32", kernel=True)
                 costs["kernel"][bits] = median(lambda x: x.expand(), leaf)
-            out["uses"][dtype][bits] = ("kernel" if dtype == "float32" and serves
-                                        else "select" if runtime.select_tree_wins(bits, dtype) else "gather")
+            out["uses"][dtype][bits] = ("kernel" if serves else
+                                        "select" if runtime.select_tree_wins(bits, dtype) else "gather")
     return out
 
 

@@ -6,12 +6,12 @@
 // the strided bit planes of `gq_jax.runtime.pack_planes` (width w_p, B_p bytes, digit offset o_p),
 // table [2^bits] float32, scale [C] float32 (C = 1 for one scale per tensor, else the last axis).
 // The output is cut into stretches in which every plane's digits come from consecutive bytes at one
-// shift and the scales are consecutive; in a stretch, 16 weights at a time: each plane's 16 bytes
-// widened to 32-bit lanes, shifted and masked (a 1-bit plane's tested into a lane mask instead), then
-// one register permute looks the 16 indices up (vpermps for <= 4 bits, vpermi2ps for 5, a gather
-// above), so a weight costs about what the int8 -> float32 convert of an 8-bit weight costs, and
-// reads 5/8 of its bytes at 5 bits. The work is split over XLA's intra-op thread pool. The products
-// are the float32 ones of `PackedArray.expand`, so the result equals it bit for bit.
+// shift and the scales are consecutive; in a stretch, 16 weights at a time: the 16 indices assembled
+// from each plane's 16 bytes (shift, mask, or), widened once to 32-bit lanes and looked up by one
+// register permute (vpermps for <= 4 bits, vpermi2ps for 5; wider indices are left to XLA, whose
+// gather beats 2^(b-5) permutes), then scaled. At 5 bits a weight reads 5/8 of the bytes of an
+// 8-bit one. The work is split over XLA's intra-op thread pool. The products are the float32 ones of
+// `PackedArray.expand`, so the result equals it bit for bit.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -26,6 +26,8 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+constexpr int64_t kMinPart = 65536;
+
 struct Plane {
   const uint8_t* data;
   int64_t bytes;  // B_p
@@ -33,94 +35,82 @@ struct Plane {
   int offset;     // o_p
 };
 
-// The lookup of 16 indices: vpermps into 16 entries (<= 4 bits), vpermi2ps into 32 (5 bits), else
-// a gather.
-enum class Kind { kPermute16, kPermute32, kGather };
-
-template <Kind kind>
-inline __m512 Look(__m512i index, __m512 low, __m512 high, const float* table) {
-  if constexpr (kind == Kind::kPermute16) return _mm512_permutexvar_ps(index, low);
-  if constexpr (kind == Kind::kPermute32) return _mm512_permutex2var_ps(low, index, high);
-  return _mm512_i32gather_ps(index, table, 4);
-}
-
-// One stretch of `len` weights in which every plane's digits sit at one shift of consecutive bytes
-// (`data[k]`, shifted right by `shift[k]`) and, if `scale` is not null, the scales are consecutive
-// too (else every weight takes `one_scale`).
-template <int kPlanes, Kind kind>
-void Stretch(const uint8_t* const* data, const int* shift, const Plane* planes, const float* table,
-             const float* scale, float one_scale, float* out, int64_t len) {
+// Weights [begin, end) of the output, for `kPlanes` planes, 32 table entries where `kWide` (5 bits,
+// vpermi2ps) or 16 (vpermps), and one scale per last-axis channel where `kPerChannel`.
+//
+// The range is walked in stretches in which every plane's digits sit at one shift of consecutive
+// bytes and the scales are consecutive: a stretch ends where a plane's row or a channel row ends,
+// tracked by cursors (no divisions in the loop). In a stretch the 16 indices of a step are
+// assembled as bytes (16-bit shifts, so a digit never leaves its byte; mask; or), widened once to
+// 32-bit lanes, looked up by one permute and scaled.
+template <int kPlanes, bool kWide, bool kPerChannel>
+void ExpandRangeOf(const Plane* planes, const float* table, const float* scale, int64_t channels, float* out,
+                   int64_t begin, int64_t end) {
   const int entries = 1 << planes[kPlanes - 1].offset << planes[kPlanes - 1].width;
   const __m512 low = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << std::min(entries, 16)) - 1), table);
-  const __m512 high = entries >= 32 ? _mm512_loadu_ps(table + 16) : low;
-  __m128i right[kPlanes], left[kPlanes];
-  __m512i mask[kPlanes], place[kPlanes];
-  __m128i bit[kPlanes];
+  const __m512 high = kWide ? _mm512_loadu_ps(table + 16) : low;
+  const __m512 one_scale = _mm512_set1_ps(scale[0]);
+  __m128i left[kPlanes], mask[kPlanes];
+  int64_t row[kPlanes], col[kPlanes];
   for (int k = 0; k < kPlanes; ++k) {
-    bit[k] = _mm_set1_epi8(static_cast<char>(1 << shift[k]));
-    place[k] = _mm512_set1_epi32(1 << planes[k].offset);
-    right[k] = _mm_cvtsi32_si128(shift[k]);
     left[k] = _mm_cvtsi32_si128(planes[k].offset);
-    mask[k] = _mm512_set1_epi32((1 << planes[k].width) - 1);
+    mask[k] = _mm_set1_epi8(static_cast<char>((1 << planes[k].width) - 1));
+    row[k] = begin / planes[k].bytes;
+    col[k] = begin % planes[k].bytes;
   }
-  const __m512 scale_all = _mm512_set1_ps(one_scale);
-  int64_t i = 0;
-  for (; i + 16 <= len; i += 16) {
-    __m512i index = _mm512_setzero_si512();
+  int64_t channel = kPerChannel ? begin % channels : 0;
+  for (int64_t j = begin; j < end;) {
+    int64_t len = end - j;
+    if (kPerChannel) len = std::min(len, channels - channel);
+    const uint8_t* data[kPlanes];
+    int shift[kPlanes];
+    __m128i right[kPlanes];
     for (int k = 0; k < kPlanes; ++k) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data[k] + i));
-      if (planes[k].width == 1) {  // the lanes whose bit is set, as a mask: no widening needed
-        index = _mm512_mask_or_epi32(index, _mm_test_epi8_mask(bytes, bit[k]), index, place[k]);
-      } else {
-        const __m512i digit = _mm512_and_si512(_mm512_srl_epi32(_mm512_cvtepu8_epi32(bytes), right[k]), mask[k]);
-        index = _mm512_or_si512(index, _mm512_sll_epi32(digit, left[k]));
+      len = std::min(len, planes[k].bytes - col[k]);
+      data[k] = planes[k].data + col[k];
+      shift[k] = static_cast<int>(row[k]) * planes[k].width;
+      right[k] = _mm_cvtsi32_si128(shift[k]);
+    }
+    const float* scale_at = scale + channel;
+    float* out_at = out + j;
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+      __m128i index = _mm_setzero_si128();
+      for (int k = 0; k < kPlanes; ++k) {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data[k] + i));
+        index = _mm_or_si128(index, _mm_sll_epi16(_mm_and_si128(_mm_srl_epi16(bytes, right[k]), mask[k]), left[k]));
       }
+      const __m512i lanes = _mm512_cvtepu8_epi32(index);
+      const __m512 value = kWide ? _mm512_permutex2var_ps(low, lanes, high) : _mm512_permutexvar_ps(lanes, low);
+      _mm512_storeu_ps(out_at + i, _mm512_mul_ps(value, kPerChannel ? _mm512_loadu_ps(scale_at + i) : one_scale));
     }
-    const __m512 s = scale == nullptr ? scale_all : _mm512_loadu_ps(scale + i);
-    _mm512_storeu_ps(out + i, _mm512_mul_ps(Look<kind>(index, low, high, table), s));
-  }
-  for (; i < len; ++i) {
-    uint32_t index = 0;
+    for (; i < len; ++i) {
+      uint32_t index = 0;
+      for (int k = 0; k < kPlanes; ++k)
+        index |= ((data[k][i] >> shift[k]) & ((1u << planes[k].width) - 1)) << planes[k].offset;
+      out_at[i] = table[index] * (kPerChannel ? scale_at[i] : scale[0]);
+    }
+    j += len;
+    if (kPerChannel && (channel += len) == channels) channel = 0;
     for (int k = 0; k < kPlanes; ++k)
-      index |= ((data[k][i] >> shift[k]) & ((1u << planes[k].width) - 1)) << planes[k].offset;
-    out[i] = table[index] * (scale == nullptr ? one_scale : scale[i]);
+      if ((col[k] += len) == planes[k].bytes) col[k] = 0, ++row[k];
   }
 }
 
-template <int kPlanes, Kind kind>
-void ExpandRangeOf(const std::vector<Plane>& planes, const float* table, const float* scale,
-                   int64_t channels, float* out, int64_t begin, int64_t end) {
-  const uint8_t* data[kPlanes];
-  int shift[kPlanes];
-  for (int64_t j = begin, stop; j < end; j = stop) {
-    stop = channels == 1 ? end : std::min(end, (j / channels + 1) * channels);
-    for (int k = 0; k < kPlanes; ++k) {
-      const int64_t row = j / planes[k].bytes;
-      stop = std::min(stop, (row + 1) * planes[k].bytes);
-      data[k] = planes[k].data + (j - row * planes[k].bytes);
-      shift[k] = static_cast<int>(row) * planes[k].width;
-    }
-    Stretch<kPlanes, kind>(data, shift, planes.data(), table, channels == 1 ? nullptr : scale + j % channels,
-                           scale[0], out + j, stop - j);
-  }
+template <int kPlanes, bool kWide>
+void ExpandRangeScaled(const Plane* planes, const float* table, const float* scale, int64_t channels, float* out,
+                       int64_t begin, int64_t end) {
+  if (channels == 1) return ExpandRangeOf<kPlanes, kWide, false>(planes, table, scale, channels, out, begin, end);
+  ExpandRangeOf<kPlanes, kWide, true>(planes, table, scale, channels, out, begin, end);
 }
 
-template <Kind kind>
-void ExpandRangeKind(const std::vector<Plane>& planes, const float* table, const float* scale,
-                     int64_t channels, float* out, int64_t begin, int64_t end) {
-  switch (planes.size()) {
-    case 1: return ExpandRangeOf<1, kind>(planes, table, scale, channels, out, begin, end);
-    case 2: return ExpandRangeOf<2, kind>(planes, table, scale, channels, out, begin, end);
-    default: return ExpandRangeOf<3, kind>(planes, table, scale, channels, out, begin, end);
-  }
-}
-
-// Weights [begin, end) of the output.
+// Weights [begin, end) of the output (1..5 bits: one plane, or two for 3 and 5 bits).
 void ExpandRange(const std::vector<Plane>& planes, const float* table, int bits, const float* scale,
                  int64_t channels, float* out, int64_t begin, int64_t end) {
-  if (bits <= 4) return ExpandRangeKind<Kind::kPermute16>(planes, table, scale, channels, out, begin, end);
-  if (bits == 5) return ExpandRangeKind<Kind::kPermute32>(planes, table, scale, channels, out, begin, end);
-  ExpandRangeKind<Kind::kGather>(planes, table, scale, channels, out, begin, end);
+  const Plane* p = planes.data();
+  if (bits == 5) return ExpandRangeScaled<2, true>(p, table, scale, channels, out, begin, end);
+  if (bits == 3) return ExpandRangeScaled<2, false>(p, table, scale, channels, out, begin, end);
+  ExpandRangeScaled<1, false>(p, table, scale, channels, out, begin, end);
 }
 
 // The work of one call, shared with the pool's tasks: parts are claimed from `next`, so the calling
@@ -146,14 +136,14 @@ struct Work {
 
 ffi::Error Lookup(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> table, ffi::Buffer<ffi::F32> scale,
                   ffi::RemainingArgs planes_in, ffi::ResultBuffer<ffi::F32> out, int32_t bits) {
-  if (bits < 1 || bits > 8 || table.element_count() != (int64_t{1} << bits))
-    return ffi::Error::InvalidArgument("gq_lookup: the table must have 2^bits entries, bits 1..8");
+  if (bits < 1 || bits > 5 || table.element_count() != (int64_t{1} << bits))
+    return ffi::Error::InvalidArgument("gq_lookup: bits must be 1..5 and the table have 2^bits entries");
   auto work = std::make_shared<Work>();
   work->n = out->element_count();
   work->channels = scale.element_count();
   int offset = 0;
-  for (int w : {1, 2, 4, 8}) {
-    if (bits == 8 ? w != 8 : !(bits & w)) continue;
+  for (int w : {1, 2, 4}) {
+    if (!(bits & w)) continue;
     if (work->planes.size() >= planes_in.size())
       return ffi::Error::InvalidArgument("gq_lookup: fewer planes than bits needs");
     auto plane = planes_in.get<ffi::AnyBuffer>(work->planes.size());
@@ -171,8 +161,9 @@ ffi::Error Lookup(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> table, ffi::Buffer
   work->scale = scale.typed_data();
   work->out = out->typed_data();
   work->bits = bits;
-  // One part per thread of the pool and one for this thread, each a multiple of 16 weights.
-  work->parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads() + 1, work->n / 65536));
+  // One part per thread of the pool (this thread is one of them, or waits on one), each a multiple
+  // of 16 weights and none under kMinPart weights, below which waking a thread costs more than it saves.
+  work->parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), work->n / kMinPart));
   work->step = ((work->n + work->parts - 1) / work->parts + 15) / 16 * 16;
   for (int64_t part = 1; part < work->parts; ++part) pool.Schedule([work] { work->Drain(); });
   work->Drain();

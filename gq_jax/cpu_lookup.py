@@ -1,11 +1,11 @@
 """The codebook lookup of a resident weight as a compiled kernel on x86 CPUs with AVX-512.
 
 XLA's CPU backend emits a b-bit codebook lookup either as a gather (a scalar loop) or, as
-`runtime.select_tree` does, as 2^b − 1 vector selects; at 5 bits both cost 2-4x the int8 -> float32
+`runtime.select_tree` does, as 2^b − 1 vector selects; at 5 bits both cost 1.5-2.5x the int8 -> float32
 convert that expands an 8-bit weight. `cpu_lookup.cc` is an XLA FFI handler that does it the way the
-hardware can: per 16 weights, each bit plane's bytes widened (or, for a 1-bit plane, tested into a
-lane mask), the index looked up by one register permute (vpermps into 16 entries, vpermi2ps into 32;
-a gather above 5 bits) and scaled, split over XLA's intra-op thread pool. Its output equals
+hardware can: per 16 weights, the indices assembled from each bit plane's bytes, widened once, looked
+up by one register permute (vpermps into 16 entries, vpermi2ps into 32: up to `MAX_BITS` = 5) and
+scaled, split over XLA's intra-op thread pool. Its output equals
 `PackedArray.expand`'s XLA form bit for bit (the same float32 products).
 
 The kernel is compiled once per source, compiler flags and jaxlib version into the cache folder
@@ -105,14 +105,18 @@ def available() -> bool:
     return True
 
 
-def serves(shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> bool:
-    """Whether the kernel can expand a weight of `shape` with scales of `scale_shape`: one scale, or
-    one per channel of the last axis (the layouts `gq_jax` writes), and the kernel `available()`."""
+MAX_BITS = 5  # wider indices need 2^(b-5) permutes per 16 weights, where XLA's gather costs less
+
+
+def serves(bits: int, shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> bool:
+    """Whether the kernel can expand a `bits`-bit weight of `shape` with scales of `scale_shape`:
+    bits <= MAX_BITS, one scale or one per channel of the last axis (the layouts `gq_jax` writes),
+    and the kernel `available()`."""
     size = int(np.prod(scale_shape))
     per_tensor = size == 1
     per_last_axis = (len(shape) > 0 and size == shape[-1] and len(scale_shape) <= len(shape)
                      and all(d == 1 for d in scale_shape[:-1]))
-    return (per_tensor or per_last_axis) and available()
+    return bits <= MAX_BITS and (per_tensor or per_last_axis) and available()
 
 
 def lookup(planes: tuple[jax.Array, ...], codebook: jax.Array, scale: jax.Array, bits: int,

@@ -23,8 +23,8 @@ Resident forms of a quantized leaf W of shape S (N weights, b bits, K-entry code
                  cross a byte boundary, made XLA interleave 8 columns: 2-3x slower; planes packed
                  as `pack_bits` packs them, 8 / w neighbours to a byte, 1.3-1.6x slower). On an
                  x86 CPU with AVX-512 unpacking and lookup are one compiled kernel
-                 (`gq_jax.cpu_lookup`: a register permute per 16 weights; `kernel=True`, set by
-                 `resident_leaf` where it serves); elsewhere the codebook lookup is a tree of
+                 (`gq_jax.cpu_lookup`, b <= 5: a register permute per 16 weights; `kernel=True`,
+                 set by `resident_leaf` where it serves); elsewhere the codebook lookup is a tree of
                  selects fused with that loop for b <= 4 (`select_tree`; b <= 6 for the int8 grid
                  of `int8_matmuls`, which never takes the kernel), a gather above.
   `Int8Array`    values [S] int8 in [-127, 127] and scale float32: an 8-bit leaf whose codebook is the
@@ -201,7 +201,7 @@ def resident_leaf(q: QuantizedArray) -> PackedArray | Int8Array:
     codebook = np.asarray(q.codebook, np.float32)
     codebook = np.concatenate([codebook, np.repeat(codebook[-1:], 2**q.bits - codebook.size)])
     return PackedArray(planes, jnp.asarray(codebook), jnp.asarray(q.scale, jnp.float32), q.bits, tuple(q.shape),
-                       q.dtype, kernel=cpu_lookup.serves(tuple(q.shape), np.shape(q.scale)))
+                       q.dtype, kernel=cpu_lookup.serves(q.bits, tuple(q.shape), np.shape(q.scale)))
 
 
 def resident(hardened: Any) -> Any:

@@ -234,18 +234,19 @@ def test_the_cpu_kernel_expands_every_width_and_layout_bit_for_bit_as_xla(bits, 
                                np.sort(rng.normal(size=2**bits)).astype(np.float32),
                                rng.uniform(0.5, 2.0, scale_shape).astype(np.float32), bits, shape, "float32")
     leaf = runtime.resident_leaf(quantized)
-    assert leaf.kernel
+    assert leaf.kernel == (bits <= cpu_lookup.MAX_BITS)  # above, 2^(b-5) permutes: XLA's gather is cheaper
     hlo = jax.jit(lambda x: x.expand()).lower(leaf).as_text()
-    assert cpu_lookup.TARGET in hlo and "gather" not in hlo
+    assert (cpu_lookup.TARGET in hlo) == leaf.kernel and ("gather" in hlo) == (bits > 4 and not leaf.kernel)
     expanded = jax.jit(lambda x: x.expand())(leaf)
     np.testing.assert_array_equal(expanded, jax.jit(lambda x: x.expand())(dataclasses.replace(leaf, kernel=False)))
     np.testing.assert_array_equal(expanded, dequantize_leaf(quantized))
 
 
-def test_the_kernel_serves_only_the_scale_layouts_it_reads():
-    assert not cpu_lookup.serves((37, 53), (37, 1))  # one scale per row: XLA's lookup
-    assert not cpu_lookup.serves((4, 6), (2, 6))
-    assert cpu_lookup.serves((37, 53), (1, 53)) == cpu_lookup.available()
+def test_the_kernel_serves_only_the_widths_and_scale_layouts_it_reads():
+    assert not cpu_lookup.serves(4, (37, 53), (37, 1))  # one scale per row: XLA's lookup
+    assert not cpu_lookup.serves(4, (4, 6), (2, 6))
+    assert not cpu_lookup.serves(6, (37, 53), (1, 53))
+    assert cpu_lookup.serves(5, (37, 53), (1, 53)) == cpu_lookup.available()
 
 
 def test_without_the_kernel_the_reason_is_named_and_a_failed_build_shows_the_compiler(monkeypatch, tmp_path):
