@@ -256,11 +256,22 @@ def better_or_worse(difference: statistics.WerDifference, name: str) -> str:
     return "no difference shown (the interval contains 0)"
 
 
+def paired_winner(default: str, wers: dict[str, float],
+                  differences: dict[str, statistics.WerDifference]) -> str:
+    """Names the best value of an ablated setting only where the paired interval shows it better than
+    the default (WER_value − WER_default below 0 over the whole interval); otherwise says that none is."""
+    better = [v for v, d in differences.items() if d.high < 0]
+    if not better:
+        return f"none shown better than {default}"
+    return f"best {min(better, key=wers.get)} (shown better than {default})"
+
+
 def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
     """Per ablated setting and bits, over the values measured so far: with per-utterance scores, each
     value's paired difference from the default and whether any interval excludes 0 (a setting that
     matters); without them, the spread of test WER over the values against twice the binomial standard
-    error at the default row's WER. The values still missing are named; with the default row or every
+    error at the default row's WER. A value is called best only where that evidence supports it (its
+    interval below 0; a spread beyond the noise). The values still missing are named; with the default row or every
     other value missing, the part is "not yet measured"."""
     lines = []
     for setting, (default, others) in registry.ABLATIONS.items():
@@ -280,13 +291,14 @@ def ablation_headline(results: dict[str, dict[str, Any]]) -> list[str]:
                 matters = any(d.low > 0 or d.high < 0 for d in differences.values())
                 stated = ", ".join(f"{v} {statistics.describe(d)}" for v, d in differences.items())
                 parts.append(f"{bits} bits: against {default}: {stated} ({'matters' if matters else 'within noise'}"
-                             f": paired bootstrap), best {best}{missing}")
+                             f": paired bootstrap), {paired_winner(default, wers, differences)}{missing}")
                 continue
             words = results[names[default]]["eval"]["greedy"]["test"]["num_words"]
             noise = 2 * standard_error(wers[default], words)
             verdict = "matters" if spread > noise else "within noise"
+            winner = f"best {best}" if spread > noise else f"lowest WER {best}, within noise"
             parts.append(f"{bits} bits: spread {100 * spread:.2f} WER points ({verdict}: twice the standard error "
-                         f"is {100 * noise:.2f}), best {best} ({UNPAIRED}){missing}")
+                         f"is {100 * noise:.2f}), {winner} ({UNPAIRED}){missing}")
         lines.append(f"- {setting}: " + "; ".join(parts) + ".")
     return lines
 

@@ -314,7 +314,7 @@ def test_an_ablation_matters_only_when_its_spread_exceeds_twice_the_standard_err
     results = {registry.ablation_name("mode", value, bits): row(wer)  # twice the SE at 50 % is 2 points
                for value, bits, wer in (("ste", 4, 0.50), ("soft", 4, 0.51), ("ste", 2, 0.50), ("soft", 2, 0.53))}
     line = next(line for line in report.ablation_headline(results) if line.startswith("- mode:"))
-    assert "4 bits: spread 1.00 WER points (within noise: twice the standard error is 2.00), best ste" in line
+    assert "4 bits: spread 1.00 WER points (within noise: twice the standard error is 2.00), lowest WER ste, within noise" in line
     assert "2 bits: spread 3.00 WER points (matters: twice the standard error is 2.00), best ste" in line
 
 

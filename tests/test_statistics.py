@@ -151,7 +151,12 @@ def test_an_ablation_with_per_utterance_scores_matters_when_an_interval_excludes
                for (value, bits), e in rows.items()}
     line = next(line for line in report.ablation_headline(results) if line.startswith("- mode:"))
     assert "4 bits: against ste: soft +0.00 points" in line and "(within noise: paired bootstrap)" in line
-    assert "(matters: paired bootstrap), best ste" in line
+    assert "(matters: paired bootstrap), none shown better than ste" in line  # soft is worse, not better
+    better = {**results, registry.ablation_name("mode", "soft", 2): _row("x", "gq", np.maximum(errors - 1, 0), words)}
+    line = next(line for line in report.ablation_headline(better) if line.startswith("- mode:"))
+    assert "(matters: paired bootstrap), best soft (shown better than ste)" in line
+    assert "4 bits: against ste: soft +0.00 points (+0.0 % relative), 95 % interval [+0.00, +0.00] " \
+           "(within noise: paired bootstrap), none shown better than ste" in line
 
 
 def test_an_ablation_is_reported_on_the_values_measured_and_names_the_missing_ones():
@@ -160,7 +165,7 @@ def test_an_ablation_is_reported_on_the_values_measured_and_names_the_missing_on
                for value, e in (("8", errors), ("0", errors + 1))}
     line = next(line for line in report.ablation_headline(results) if line.startswith("- mu:"))
     assert "4 bits not yet measured" in line
-    assert "2 bits: against 8: 0 +" in line and "best 8, 255 not yet measured" in line
+    assert "2 bits: against 8: 0 +" in line and "none shown better than 8, 255 not yet measured" in line
     init = {registry.ablation_name("init", value, 4): _row("x", "gq", e, words)  # "auto" is "uniform" at 4 bits
             for value, e in (("auto", errors), ("kmeans", errors + 1))}
     line = next(line for line in report.ablation_headline(init) if line.startswith("- init:"))
