@@ -7,11 +7,12 @@ import dataclasses
 import importlib
 import pathlib
 import tempfile
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
+import numpy as np
 
-from corpora import sources
+from corpora import batching, sources
 from corpora import tokenizer as tokenizers
 from corpora.batching import BatchPlan
 from experiments import registry
@@ -43,3 +44,14 @@ def load_recipe(name: str, corpus: pathlib.Path, overrides: Sequence[tuple[str, 
     model = config_lib.model_from_config(config.model, tokenizer.vocab_size)
     plan = input_pipeline.train_plan(config, train_split, tokenizer, input_pipeline.min_samples_for(config.model.name))
     return Recipe(config, train_split, tokenizer, model, plan)
+
+
+def most_common_batch(recipe: Recipe) -> tuple[Callable[[], dict[str, np.ndarray]], batching.Bucket]:
+    """(a function loading the first training batch of the plan's most common bucket from the corpus,
+    that bucket): one shape on which every part of a step is timed."""
+    planned = batching.PlannedBatches(recipe.plan, 0, recipe.plan.batches_per_epoch)
+    buckets = [planned[k].bucket for k in range(len(planned))]
+    bucket = int(np.bincount(buckets).argmax())
+    loader = batching.BatchLoader(recipe.train_split, recipe.tokenizer, recipe.plan)
+    first = planned[buckets.index(bucket)]
+    return lambda: loader(first).batch, recipe.plan.buckets[bucket]

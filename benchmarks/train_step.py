@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 from corpora import batching  # noqa: E402
-from benchmarks.recipe import load_recipe  # noqa: E402
+from benchmarks.recipe import load_recipe, most_common_batch  # noqa: E402
 from experiments import run  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import input_pipeline  # noqa: E402
@@ -71,17 +71,30 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / median_seconds(lambda: matmul(a, b), repeats) / 1e9
 
 
+def real_train_step(config: Any, model: Any, params: Any, batch: dict[str, np.ndarray]
+                    ) -> Callable[[], Any]:
+    """A function running one step of `train.make_p_train_step` (the config's method, optimizer and
+    pmap) on `batch` and returning its outputs; each call moves the training state on."""
+    method = config_lib.method_for(config.quant, model, config.features.num_mel_bins)
+    optimizer = state_lib.make_optimizer(config)
+    step_fn = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
+    state = state_lib.replicate(state_lib.create(params, method.quantizer.init(params), optimizer, config.seed))
+    device_batch = batching.split_for_devices(batch, jax.local_device_count())
+
+    def one_step():
+        nonlocal state
+        state, step_metrics = step_fn(state, device_batch)
+        return state, step_metrics
+
+    return one_step
+
+
 def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tuple[str, Any]] = ()
             ) -> dict[str, float]:
     recipe = load_recipe(name, corpus, overrides)
-    config, train_split, tokenizer, model, plan = (recipe.config, recipe.train_split, recipe.tokenizer,
-                                                   recipe.model, recipe.plan)
-    loader = batching.BatchLoader(train_split, tokenizer, plan)
-    planned = batching.PlannedBatches(plan, 0, plan.batches_per_epoch)
-    # The most common bucket, so that every part is timed on one shape.
-    bucket = int(np.bincount([planned[k].bucket for k in range(len(planned))]).argmax())
-    k = next(k for k in range(len(planned)) if planned[k].bucket == bucket)
-    batch = loader(planned[k]).batch
+    config, model = recipe.config, recipe.model
+    load_batch, bucket = most_common_batch(recipe)
+    batch = load_batch()
     audio_s = float(batch["audio_lengths"].sum()) / batching.SAMPLE_RATE_HZ
     params = state_lib.random_params(model, config)
     key = jax.random.key(0)
@@ -111,24 +124,15 @@ def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tup
     trainable = (params, method.quantizer.init(params))
     opt_state = optimizer.init(trainable)
     optimizer_fn = jax.jit(lambda g, s, t: optimizer.update(g, s, t))
-    host_fn = lambda: jax.device_put(loader(planned[k]).batch)
+    host_fn = lambda: jax.device_put(load_batch())
 
-    step_fn = train.make_p_train_step(config, method.training_model, method.quantizer, optimizer)
-    state = state_lib.replicate(state_lib.create(*trainable, optimizer, config.seed))
-    device_batch = batching.split_for_devices(batch, jax.local_device_count())
-
-    def one_step():
-        nonlocal state
-        state, step_metrics = step_fn(state, device_batch)
-        return state, step_metrics
-
-    step_s = median_seconds(one_step, steps)
+    step_s = median_seconds(real_train_step(config, model, params, batch), steps)
     parts = {"front end": median_seconds(lambda: feats_fn(batch), steps),
              "encoder": median_seconds(lambda: encoder_fn(params), steps),
              "pred+joint+loss": median_seconds(lambda: decoder_fn(params, enc_out), steps),
              "optimizer": median_seconds(lambda: optimizer_fn(trainable, opt_state, trainable), steps),
              "host": median_seconds(host_fn, steps)}
-    return {"step_s": step_s, "audio_s": audio_s, "gflop": flops / 1e9, "shape": plan.buckets[bucket],
+    return {"step_s": step_s, "audio_s": audio_s, "gflop": flops / 1e9, "shape": bucket,
             "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)), **parts}
 
 

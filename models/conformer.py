@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.dropout import Dropout
 from models.frontend import frame_mask
 from models.transducer_parts import Transducer, make_transducer
 
@@ -174,7 +175,7 @@ class RelativeMultiHeadAttention(nn.Module):
         positional = relative_shift(by_distance)  # [B, H, T, M+T]
         scores = (content + positional) / jnp.sqrt(head_dim)
         weights = jax.nn.softmax(jnp.where(mask[:, None], scores, _MASKED_SCORE), axis=-1)
-        weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
+        weights = Dropout(self.dropout_rate)(weights, deterministic=not train)
         context = jnp.einsum("bhij,bjhd->bihd", weights, value)
         return nn.DenseGeneral(dim, axis=(-2, -1), name="output")(context), own
 
@@ -187,9 +188,9 @@ class FeedForward(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+        dropout = Dropout(self.dropout_rate)
         h = nn.swish(nn.Dense(self.multiplier * x.shape[-1], name="hidden")(nn.LayerNorm(name="norm")(x)))
-        return dropout(nn.Dense(x.shape[-1], name="output")(dropout(h)))
+        return dropout(nn.Dense(x.shape[-1], name="output")(dropout(h, not train)), not train)
 
 
 class DepthwiseConv1D(nn.Module):
@@ -246,7 +247,7 @@ class ConvolutionModule(nn.Module):
         out = DepthwiseConv1D(k, padding, name="depthwise")(inputs)
         out = nn.swish(nn.LayerNorm(name="depthwise_norm")(out))
         out = nn.Dense(dim, name="pointwise_out")(out)
-        return nn.Dropout(self.dropout_rate)(out, deterministic=not train), h
+        return Dropout(self.dropout_rate)(out, deterministic=not train), h
 
 
 class BlockMemory(NamedTuple):
@@ -275,7 +276,7 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * FeedForward(self.ff_multiplier, self.dropout_rate, name="ff_start")(x, train)
         attention, keys_values = RelativeMultiHeadAttention(self.num_heads, self.dropout_rate, name="attention")(
             nn.LayerNorm(name="attention_norm")(x), mask, train, None if memory is None else memory.attention)
-        x = x + nn.Dropout(self.dropout_rate)(attention, deterministic=not train)
+        x = x + Dropout(self.dropout_rate)(attention, deterministic=not train)
         convolution, conv_inputs = ConvolutionModule(
             self.conv_kernel_size, self.causal_convolution, self.dropout_rate, name="convolution")(
                 x, valid, train, None if memory is None else memory.convolution)
@@ -312,7 +313,7 @@ class ConformerEncoder(nn.Module):
 
     def setup(self):
         self.subsampling = Conv2dSubsampling(self.model_dim, self.subsampling_channels)
-        self.dropout = nn.Dropout(self.dropout_rate, name="Dropout_0")  # its name in the compact form: same masks
+        self.dropout = Dropout(self.dropout_rate, name="Dropout_0")  # its name in the compact form: same masks
         self.blocks = [ConformerBlock(self.num_heads, self.ff_multiplier, self.conv_kernel_size,
                                       self.causal_convolution, self.dropout_rate, name=f"block_{i}")
                        for i in range(self.num_layers)]

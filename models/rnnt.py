@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.dropout import Dropout
 from models.frontend import frame_mask
 from models.transducer_parts import LSTMLayer, LSTMState, Transducer, make_transducer
 
@@ -55,7 +56,7 @@ class LSTMEncoder(nn.Module):
                 f"LSTMEncoder: time_reduction_layer must be None or in [0, num_layers="
                 f"{self.num_layers}), got {self.time_reduction_layer}")
         self.lstm = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
-        self.dropout = nn.Dropout(self.dropout_rate)
+        self.dropout = Dropout(self.dropout_rate)
 
     def __call__(self, features: jax.Array, lengths: jax.Array, train: bool = False
                  ) -> tuple[jax.Array, jax.Array]:

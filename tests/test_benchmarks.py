@@ -1,6 +1,6 @@
 """Every benchmark command runs, shrunk only where its test says: the quantizer and transducer-loss
-benchmarks `--quick` with 1 repeat; the runtime, train-step, compile and input-pipeline benchmarks on
-configs/test_tiny.py and the tiny corpus; the beam-search and latency benchmarks on the 6-step tiny
+benchmarks `--quick` with 1 repeat; the runtime, train-step, dropout, compile and input-pipeline
+benchmarks on configs/test_tiny.py and the tiny corpus; the beam-search and latency benchmarks on the 6-step tiny
 runs of tests/conftest.py. The init-error and gq-gradient benchmarks run as published."""
 
 import json
@@ -88,6 +88,24 @@ def test_the_train_step_benchmark_times_a_config_and_its_variant_in_one_run(tiny
     parameters = {name: int(row[1].replace(",", "")) for name, row in rows.items()}
     assert parameters["test_tiny+"] < parameters["test_tiny"]  # the narrower encoder has fewer parameters
     assert all(float(share) > 0 for _, _, share in rows.values())
+
+
+def test_the_dropout_benchmark_times_flax_dropout_ours_and_none_in_one_run(tiny_corpus):
+    """Shrunk to configs/test_tiny.py (given dropout 0.1) on the tiny corpus, 2 rounds (the recipe's
+    rows are in results/benchmarks/dropout.txt)."""
+    out = run("benchmarks/dropout.py", "--corpus", str(tiny_corpus), "--config", "test_tiny",
+              "--set", "model.dropout_rate=0.1", "--repeats", "2")
+    assert "test_tiny: dropout rate 0.1" in out, out
+    rows = dict(re.findall(r"^(flax.linen.Dropout|models.dropout.Dropout|no dropout)\s+\d+\s+([\d.]+)", out,
+                           re.MULTILINE))
+    assert set(rows) == {"flax.linen.Dropout", "models.dropout.Dropout", "no dropout"}, out
+    assert float(rows["flax.linen.Dropout"]) == 1.0 and float(rows["no dropout"]) > 0, out
+
+
+def test_a_config_without_dropout_is_refused_by_the_dropout_benchmark(tiny_corpus):
+    result = subprocess.run([sys.executable, "benchmarks/dropout.py", "--corpus", str(tiny_corpus), "--config",
+                             "test_tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "no dropout (model.dropout_rate=0.0)" in result.stderr
 
 
 def test_the_compile_benchmark_times_one_thread_against_several_in_one_run(tiny_corpus):
