@@ -64,7 +64,11 @@ def test_every_registry_entry_is_a_valid_config_whose_rules_all_match_parameters
             assert config.quant.init_from == scale.float_models.get(
                 experiment.model, f"runs/results/{scale.name}/{experiment.parent}")
             assert config.num_train_steps == scale.finetune_steps[experiment.model]
-            assert config.quant.alpha.end_step == config.num_train_steps // 2
+            if "quant.alpha.end_step" not in experiment.overrides:  # the alpha_length ablation sets it
+                assert config.quant.alpha.end_step == config.num_train_steps // 2
+    lengths = {registry.build_config(registry.get(registry.ablation_name("alpha_length", value, 4)), scale,
+                                     "runs/results").quant.alpha.end_step for value in ("budget/4", "whole budget")}
+    assert lengths == {scale.finetune_steps["rnnt"] // 4, scale.finetune_steps["rnnt"]}
     # A published float model a scale stands on ships with the repository.
     assert all(published.is_published(pathlib.Path(__file__).parents[1] / folder)
                for folder in scale.float_models.values())
