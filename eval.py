@@ -221,17 +221,33 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
 TRAINING_CARD_FIELDS = ("source", "checkpoint", "averaged_steps", "num_train_steps", "wall_s", "resumes")
 
 
+def init_lineage(init_from: str) -> dict[str, Any]:
+    """{} for a run trained from scratch; else {"init_from"} and, for a published model,
+    {"init_training"}: its card's training fields (with its own `init_training`, if any)."""
+    if not init_from:
+        return {}
+    if not published.is_published(init_from):
+        return {"init_from": str(init_from)}
+    parent = published.load_card(init_from)
+    fields = TRAINING_CARD_FIELDS + ("init_from", "init_training")
+    return {"init_from": str(init_from), "init_training": {field: parent[field] for field in fields if field in parent}}
+
+
 def publish_run(run: runs.Run | published.Published, exported: gq_jax.Export, workdir: str | pathlib.Path,
                 folder: str | pathlib.Path, **card: Any) -> gq_jax.SizeReport:
     """Writes `exported` (the model of `run`, a workdir's run or a published model) as a published
     folder whose card names the run, its checkpoints, budget, wall time and resumes (a published
-    model's own card's, with `quantized_from` naming it), and `card`'s extra fields."""
+    model's own card's, with `quantized_from` naming it), and `card`'s extra fields. A run that
+    started from other weights names them (`init_from`); where those are a published model, the
+    card also keeps that model's training fields (`init_training`), so a model trained in stages
+    carries the steps and wall time of every stage."""
     if isinstance(run, published.Published):
         trained = {**{field: run.card[field] for field in TRAINING_CARD_FIELDS}, "quantized_from": str(workdir)}
     else:
         wall_s, resumes = metrics.run_clock(workdir)
         trained = {"source": str(workdir), "checkpoint": run.step, "averaged_steps": list(run.averaged_steps),
-                   "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes}
+                   "num_train_steps": run.config.num_train_steps, "wall_s": wall_s, "resumes": resumes,
+                   **init_lineage(run.config.quant.init_from)}
     card = {**trained, "method": run.config.quant.method, **card}
     # A float run ships float16 weights (half the file); a quantized one keeps its float leaves.
     float_dtype = "float32" if exported.sizes.quantized_weights else "float16"

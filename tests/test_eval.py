@@ -110,6 +110,32 @@ def test_a_published_quantized_model_scores_as_the_run_s_quantized_row_with_no_w
 
 
 @pytest.mark.slow
+def test_a_model_trained_in_stages_carries_every_stage_on_its_card(float_run, gq_run, tiny_corpus, tmp_path):
+    import train
+    from tests.tiny_run import tiny_config
+    from training import published
+
+    first = tmp_path / "stage1"
+    trained = runs.load(float_run)
+    eval_cmd.publish_run(trained, trained.export(), float_run, first)
+    assert "init_from" not in published.load_card(first)
+    workdir = tmp_path / "stage2-run"
+    train.train_and_evaluate(tiny_config(tiny_corpus, **{"quant.init_from": str(first), "num_train_steps": 2}),
+                             str(workdir))
+    second = tmp_path / "stage2"
+    continued = runs.load(workdir)
+    eval_cmd.publish_run(continued, continued.export(), workdir, second)
+    card, parent = published.load_card(second), published.load_card(first)
+    assert (card["init_from"], card["num_train_steps"]) == (str(first), 2)
+    assert card["init_training"] == {field: parent[field] for field in eval_cmd.TRAINING_CARD_FIELDS}
+    # A fine-tune of a workdir names it; there is no card to copy.
+    fine_tuned = runs.load(gq_run)
+    eval_cmd.publish_run(fine_tuned, fine_tuned.export(), gq_run, tmp_path / "gq")
+    gq_card = published.load_card(tmp_path / "gq")
+    assert gq_card["init_from"] == str(float_run) and "init_training" not in gq_card
+
+
+@pytest.mark.slow
 def test_eval_cli_scores_a_published_model_and_names_a_bad_folder(float_run, tiny_corpus, tmp_path):
     import subprocess
     import sys
