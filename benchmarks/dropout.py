@@ -15,12 +15,9 @@ Run it on an otherwise idle machine: every figure is a time.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import pathlib
-import statistics
 import sys
-import time
 from typing import Any, Callable, Iterator, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 
-from benchmarks.recipe import load_recipe, most_common_batch  # noqa: E402
+from benchmarks.recipe import (load_recipe, most_common_batch, parse_step_ratio_args, print_ratios,  # noqa: E402
+                               timed_rounds)
 from benchmarks.train_step import real_train_step  # noqa: E402
-from experiments import run  # noqa: E402
 from models import conformer, rnnt  # noqa: E402
 from training import state as state_lib  # noqa: E402
 
@@ -64,26 +61,8 @@ def compiled_step(name: str, corpus: pathlib.Path, overrides: Sequence[tuple[str
     return step
 
 
-def timed_rounds(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds of each step, `repeats` rounds of one call of each in turn (after one warm-up round)."""
-    seconds = {label: [] for label in steps}
-    for round_index in range(repeats + 1):
-        for label, step in steps.items():
-            start = time.perf_counter()
-            jax.block_until_ready(step())
-            if round_index:
-                seconds[label].append(time.perf_counter() - start)
-    return seconds
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=pathlib.Path, required=True, help="a synth-en (manifest) folder")
-    parser.add_argument("--config", default="conformer_synth_large", help="a name under configs/")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
-    args = parser.parse_args()
-    overrides = [run.parse_override(text) for text in args.set]
+    args, overrides = parse_step_ratio_args(__doc__, "conformer_synth_large")
     rate = load_recipe(args.config, args.corpus, overrides).config.model.get("dropout_rate", 0.0)
     if not rate:
         raise SystemExit(f"benchmarks/dropout.py: configs/{args.config}.py has no dropout "
@@ -93,14 +72,9 @@ def main() -> None:
              "models.dropout.Dropout": compiled_step(args.config, args.corpus, overrides, use_flax=False),
              "no dropout": compiled_step(args.config, args.corpus, no_dropout, use_flax=False)}
     seconds = timed_rounds(steps, args.repeats)
-    baseline = seconds["flax.linen.Dropout"]
     print(f"{args.config}: dropout rate {rate}, train step on {jax.devices()[0].platform}, "
           f"{args.repeats} rounds")
-    print(f"{'dropout':<24} {'step ms':>8} {'/ flax median':>13} {'range':>15}")
-    for label, times in seconds.items():
-        ratios = [t / b for t, b in zip(times, baseline)]
-        print(f"{label:<24} {1000 * statistics.median(times):>8.0f} {statistics.median(ratios):>13.3f} "
-              f"{f'[{min(ratios):.3f}, {max(ratios):.3f}]':>15}", flush=True)
+    print_ratios(seconds, "flax.linen.Dropout", "dropout", "flax")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,23 @@ first step (tokenizer, model, batch plan), with nothing written to disk."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import pathlib
+import statistics
 import tempfile
+import time
 from typing import Any, Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
 from corpora import batching, sources
 from corpora import tokenizer as tokenizers
 from corpora.batching import BatchPlan
-from experiments import registry
+from experiments import registry, run
 from training import config as config_lib
 from training import input_pipeline
 
@@ -55,3 +59,39 @@ def most_common_batch(recipe: Recipe) -> tuple[Callable[[], dict[str, np.ndarray
     loader = batching.BatchLoader(recipe.train_split, recipe.tokenizer, recipe.plan)
     first = planned[buckets.index(bucket)]
     return lambda: loader(first).batch, recipe.plan.buckets[bucket]
+
+
+def timed_rounds(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of each step, `repeats` rounds of one call of each in turn (after one warm-up round)."""
+    seconds = {label: [] for label in steps}
+    for round_index in range(repeats + 1):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            jax.block_until_ready(step())
+            if round_index:
+                seconds[label].append(time.perf_counter() - start)
+    return seconds
+
+
+def print_ratios(seconds: dict[str, list[float]], baseline: str, header: str, short: str) -> None:
+    """One row per step of `timed_rounds`' `seconds`: its median step time and, round by round, its
+    ratio to the `baseline` step's time (median and range over the rounds); `short` names the
+    baseline in the column header."""
+    print(f"{header:<24} {'step ms':>8} {'/ ' + short + ' median':>13} {'range':>15}")
+    for label, times in seconds.items():
+        ratios = [t / b for t, b in zip(times, seconds[baseline])]
+        print(f"{label:<24} {1000 * statistics.median(times):>8.0f} {statistics.median(ratios):>13.3f} "
+              f"{f'[{min(ratios):.3f}, {max(ratios):.3f}]':>15}", flush=True)
+
+
+def parse_step_ratio_args(doc: str, default_config: str) -> tuple[argparse.Namespace, list[tuple[str, Any]]]:
+    """The command line of a benchmark that times variants of one recipe's train step in turn
+    (`--corpus`, `--config`, `--repeats`, `--set FIELD=VALUE ...`; `doc`: its module docstring):
+    (arguments, the parsed `--set` overrides)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--corpus", type=pathlib.Path, required=True, help="a synth-en (manifest) folder")
+    parser.add_argument("--config", default=default_config, help="a name under configs/")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    args = parser.parse_args()
+    return args, [run.parse_override(text) for text in args.set]

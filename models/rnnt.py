@@ -49,13 +49,15 @@ class LSTMEncoder(nn.Module):
     time_reduction_layer: int | None = None
     time_reduction_factor: int = 2
     dropout_rate: float = 0.0
+    fused_backward: bool = True  # LSTMLayer.fused_backward
 
     def setup(self):
         if self.time_reduction_layer is not None and not 0 <= self.time_reduction_layer < self.num_layers:
             raise ValueError(
                 f"LSTMEncoder: time_reduction_layer must be None or in [0, num_layers="
                 f"{self.num_layers}), got {self.time_reduction_layer}")
-        self.lstm = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
+        self.lstm = [LSTMLayer(self.hidden_size, self.fused_backward, name=f"lstm_{i}")
+                     for i in range(self.num_layers)]
         self.dropout = Dropout(self.dropout_rate)
 
     def __call__(self, features: jax.Array, lengths: jax.Array, train: bool = False

@@ -59,6 +59,85 @@ def _matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
+def _lstm_cell(gates: jax.Array, cell: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Pre-activations `z [B, 4H]` (i, f, g, o) and `c_{t-1} [B, H]` -> (c_t, h_t, the activations
+    `[σ(i), σ(f), tanh(g), σ(o)]` concatenated `[B, 4H]`)."""
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    cell = f * cell + i * g
+    return cell, o * jnp.tanh(cell), jnp.concatenate([i, f, g, o], axis=-1)
+
+
+def _lstm_scan(input_gates: jax.Array, recurrent_kernel: jax.Array, state: LSTMState,
+               keep_residuals: bool = False) -> tuple[jax.Array, LSTMState, tuple[jax.Array, ...]]:
+    """The recurrence over `input_gates [T, B, 4H]` -> (outputs `[T, B, H]`, final state, and with
+    `keep_residuals` (cells `[T, B, H]`, activations `[T, B, 4H]`), else ())."""
+
+    def step(carry: LSTMState, frame_gates: jax.Array) -> tuple[LSTMState, tuple[jax.Array, ...]]:
+        cell, hidden, activations = _lstm_cell(frame_gates + _matmul(carry.hidden, recurrent_kernel),
+                                               carry.cell)
+        return LSTMState(cell, hidden), (hidden, cell, activations) if keep_residuals else (hidden,)
+
+    state, (outputs, *residuals) = jax.lax.scan(step, state, input_gates)
+    return outputs, state, tuple(residuals)
+
+
+@jax.custom_vjp
+def lstm_recurrence(input_gates: jax.Array, recurrent_kernel: jax.Array, state: LSTMState
+                    ) -> tuple[jax.Array, LSTMState]:
+    """`z_t = input_gates[t] + h_{t-1} @ recurrent_kernel`, then the LSTM cell, for t = 0 .. T-1:
+    `input_gates [T, B, 4H]` (time-major), `recurrent_kernel [H, 4H]`, `state` (c_{-1}, h_{-1})
+    `[B, H]` each -> (h_0 .. h_{T-1} `[T, B, H]`, (c_{T-1}, h_{T-1})).
+
+    Its VJP is a hand-written reverse scan. With upstream gradients `ḡ_t` on h_t and (c̄, h̄) on the
+    final state, walking t = T-1 .. 0 with the carry (δh, δc) = (h̄, c̄):
+
+        δh += ḡ_t;  δc += δh · σ(o) (1 − tanh²c_t)
+        δz = [δc·tanh g·σ(i)(1−σ(i)),  δc·c_{t-1}·σ(f)(1−σ(f)),  δc·σ(i)(1−tanh²g),
+              δh·tanh c_t·σ(o)(1−σ(o))]                          (the gradient on z_t, [B, 4H])
+        δh ← δz @ recurrent_kernelᵀ;  δc ← δc · σ(f)
+
+    and after the loop `∂/∂recurrent_kernel = Σ_t h_{t-1}ᵀ δz_t`, one `[H, T·B] @ [T·B, 4H]`
+    matmul, where JAX's own transpose of the scan adds an outer product into a carried `[H, 4H]`
+    accumulator at every step; `∂/∂input_gates = δz`, `∂/∂state = (δc, δh)` at t = -1.
+    """
+    outputs, state, _ = _lstm_scan(input_gates, recurrent_kernel, state)
+    return outputs, state
+
+
+def _lstm_recurrence_forward(input_gates, recurrent_kernel, state):
+    outputs, final, (cells, activations) = _lstm_scan(input_gates, recurrent_kernel, state,
+                                                      keep_residuals=True)
+    return (outputs, final), (recurrent_kernel, state, outputs, cells, activations)
+
+
+def _lstm_recurrence_backward(residuals, cotangents):
+    recurrent_kernel, state, outputs, cells, activations = residuals
+    output_grads, final_grads = cotangents
+    previous_cells = jnp.concatenate([state.cell[None], cells[:-1]], axis=0)
+    previous_hidden = jnp.concatenate([state.hidden[None], outputs[:-1]], axis=0)
+    kernel_t = recurrent_kernel.T
+
+    def step(carry: LSTMState, frame: tuple[jax.Array, ...]) -> tuple[LSTMState, jax.Array]:
+        output_grad, cell, previous_cell, gates = frame
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        d_hidden = carry.hidden + output_grad
+        tanh_cell = jnp.tanh(cell)
+        d_cell = carry.cell + d_hidden * o * (1.0 - tanh_cell * tanh_cell)
+        d_gates = jnp.concatenate([d_cell * g * i * (1.0 - i), d_cell * previous_cell * f * (1.0 - f),
+                                   d_cell * i * (1.0 - g * g), d_hidden * tanh_cell * o * (1.0 - o)],
+                                  axis=-1)
+        return LSTMState(d_cell * f, d_gates @ kernel_t), d_gates
+
+    d_state, d_gates = jax.lax.scan(step, LSTMState(final_grads.cell, final_grads.hidden),
+                                    (output_grads, cells, previous_cells, activations), reverse=True)
+    d_kernel = jnp.einsum("tbh,tbg->hg", previous_hidden, d_gates)
+    return d_gates, d_kernel, d_state
+
+
+lstm_recurrence.defvjp(_lstm_recurrence_forward, _lstm_recurrence_backward)
+
+
 class LSTMLayer(nn.Module):
     """One unidirectional LSTM layer, scanned over time; parameters are three separate leaves.
 
@@ -67,9 +146,17 @@ class LSTMLayer(nn.Module):
     Leaves: `input_kernel [D, 4H]`, `recurrent_kernel [H, 4H]`, `bias [4H]`. Both products call
     `lax.dot_general` on the kernels themselves (the same contraction `@` lowers to), so
     interception-based quantizers such as Qwix see them as weight matmuls of this module.
+
+    `fused_backward`: the recurrence runs as `lstm_recurrence`, whose hand-written VJP forms the
+    recurrent kernel's gradient with one matmul after the reverse scan. Inside that custom VJP the
+    kernel is no longer the module's parameter array, and Qwix then tells a layer's kernels apart
+    by shape alone, which fails where the input and recurrent kernels share one (`[H, 4H]` both);
+    `with_autodiff_recurrence` sets False (JAX differentiates the plain scan) for such quantizers.
+    Both give the same outputs and gradients (to float32 rounding).
     """
 
     hidden_size: int
+    fused_backward: bool = True
 
     def initial_state(self, batch_size: int) -> LSTMState:
         zeros = jnp.zeros((batch_size, self.hidden_size), jnp.float32)
@@ -85,16 +172,11 @@ class LSTMLayer(nn.Module):
             "recurrent_kernel", nn.initializers.orthogonal(), (self.hidden_size, gates))
         bias = self.param("bias", _forget_gate_bias_init, (gates,))
         state = self.initial_state(inputs.shape[0]) if state is None else state
-        input_gates = _matmul(inputs, input_kernel) + bias  # all frames at once: [B, T, 4H]
-
-        def step(carry: LSTMState, frame_gates: jax.Array) -> tuple[LSTMState, jax.Array]:
-            z = frame_gates + _matmul(carry.hidden, recurrent_kernel)
-            i, f, g, o = jnp.split(z, 4, axis=-1)
-            cell = jax.nn.sigmoid(f) * carry.cell + jax.nn.sigmoid(i) * jnp.tanh(g)
-            hidden = jax.nn.sigmoid(o) * jnp.tanh(cell)
-            return LSTMState(cell, hidden), hidden
-
-        state, outputs = jax.lax.scan(step, state, input_gates.swapaxes(0, 1))
+        input_gates = (_matmul(inputs, input_kernel) + bias).swapaxes(0, 1)  # all frames at once: [T, B, 4H]
+        if self.fused_backward:
+            outputs, state = lstm_recurrence(input_gates, recurrent_kernel, state)
+        else:
+            outputs, state, _ = _lstm_scan(input_gates, recurrent_kernel, state)
         return outputs.swapaxes(0, 1), state
 
 
@@ -108,10 +190,12 @@ class PredictionNetwork(nn.Module):
     embed_dim: int = 32
     hidden_size: int = 32
     num_layers: int = 1
+    fused_backward: bool = True  # LSTMLayer.fused_backward
 
     def setup(self):
         self.embedding = nn.Embed(self.vocab_size, self.embed_dim)
-        self.lstm = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
+        self.lstm = [LSTMLayer(self.hidden_size, self.fused_backward, name=f"lstm_{i}")
+                     for i in range(self.num_layers)]
 
     def initial_state(self, batch_size: int) -> PredictorState:
         zeros = jnp.zeros((batch_size, self.hidden_size), jnp.float32)
@@ -277,3 +361,14 @@ def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim:
         loss_chunk_size=loss_chunk_size,
         ctc_weight=ctc_weight,
     )
+
+
+def with_autodiff_recurrence(model: Transducer) -> Transducer:
+    """`model` with `fused_backward=False` in its encoder (where it has the field: the LSTM
+    encoder) and prediction network: every LSTM product is then a `lax.dot_general` on the layer's
+    own kernel, differentiated by JAX, as interception-based quantizers (Qwix) need. Same
+    parameters, outputs and gradients."""
+    def autodiff(module: nn.Module) -> nn.Module:
+        return module.clone(fused_backward=False) if hasattr(module, "fused_backward") else module
+
+    return model.clone(encoder=autodiff(model.encoder), predictor=autodiff(model.predictor))

@@ -1,7 +1,8 @@
 """Every benchmark command runs, shrunk only where its test says: the quantizer and transducer-loss
-benchmarks `--quick` with 1 repeat; the runtime, train-step, dropout, compile and input-pipeline
-benchmarks on configs/test_tiny.py and the tiny corpus; the beam-search and latency benchmarks on the 6-step tiny
-runs of tests/conftest.py. The init-error and gq-gradient benchmarks run as published."""
+benchmarks `--quick` with 1 repeat; the runtime, train-step, dropout, LSTM-backward, compile and
+input-pipeline benchmarks on configs/test_tiny.py and the tiny corpus; the beam-search and latency
+benchmarks on the 6-step tiny runs of tests/conftest.py. The init-error and gq-gradient benchmarks
+run as published."""
 
 import json
 import pathlib
@@ -100,6 +101,17 @@ def test_the_dropout_benchmark_times_flax_dropout_ours_and_none_in_one_run(tiny_
                            re.MULTILINE))
     assert set(rows) == {"flax.linen.Dropout", "models.dropout.Dropout", "no dropout"}, out
     assert float(rows["flax.linen.Dropout"]) == 1.0 and float(rows["no dropout"]) > 0, out
+
+
+def test_the_lstm_backward_benchmark_times_the_autodiff_and_the_fused_step_in_one_run(tiny_corpus):
+    """Shrunk to configs/test_tiny.py on the tiny corpus, 2 rounds (the recipe's rows are in
+    results/benchmarks/lstm_backward.txt)."""
+    out = run("benchmarks/lstm_backward.py", "--corpus", str(tiny_corpus), "--config", "test_tiny",
+              "--repeats", "2")
+    assert "test_tiny: train step on cpu, 2 rounds" in out, out
+    rows = dict(re.findall(r"^(autodiff scan|fused backward)\s+\d+\s+([\d.]+)", out, re.MULTILINE))
+    assert set(rows) == {"autodiff scan", "fused backward"}, out
+    assert float(rows["autodiff scan"]) == 1.0 and float(rows["fused backward"]) > 0, out
 
 
 def test_a_config_without_dropout_is_refused_by_the_dropout_benchmark(tiny_corpus):

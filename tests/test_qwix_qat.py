@@ -22,10 +22,14 @@ RNNT_FLOAT = ("encoder/lstm_0/bias", "joint/encoder_proj/bias", "joint/output/bi
 
 
 def small_config(name: str, bits: int = 4, granularity: str = "channel") -> ml_collections.ConfigDict:
-    """configs/test_tiny.py (RNN-T) or a Conformer of the same size, trained with Qwix at `bits`."""
+    """configs/test_tiny.py (RNN-T), the same with a second LSTM layer ("rnnt2": its input and
+    recurrent kernels have one shape, [16, 64]) or a Conformer of the same size, trained with Qwix
+    at `bits`."""
     from configs import test_tiny
 
     config = test_tiny.get_config()
+    if name == "rnnt2":
+        config.model.encoder_layers = 2
     if name == "conformer":
         config.model = ml_collections.ConfigDict(dict(
             name="conformer", encoder_layers=1, model_dim=16, num_heads=2, ff_multiplier=2,
@@ -63,7 +67,8 @@ def example_batch():
     return feats, jnp.array([48, 31]), labels, jnp.array([5, 3])
 
 
-@pytest.mark.parametrize("name, bits, granularity", [("rnnt", 4, "channel"), ("conformer", 8, "tensor")])
+@pytest.mark.parametrize("name, bits, granularity", [("rnnt", 4, "channel"), ("rnnt2", 4, "channel"),
+                                                     ("conformer", 8, "tensor")])
 def test_the_wrapped_forward_equals_the_plain_forward_with_the_shipped_weights(name, bits, granularity):
     config = small_config(name, bits, granularity)
     model, params, hardened = shipped(config)
@@ -96,6 +101,16 @@ def test_coverage_lstm_and_projection_kernels_quantized_joint_output_and_embeddi
     report = gq_jax.size_report(rnnt_int4[2])
     assert report.quantized_leaves == RNNT_QUANTIZED
     assert report.float_leaves == RNNT_FLOAT
+
+
+def test_coverage_every_lstm_kernel_even_where_input_and_recurrent_kernels_share_a_shape():
+    """encoder/lstm_1's kernels are both [16, 64]: inside the fused recurrence's custom VJP Qwix can
+    tell them apart only by shape, so without `with_autodiff_recurrence` it quantized neither
+    recurrent kernel of such a layer."""
+    hardened = shipped(small_config("rnnt2"))[2]
+    quantized = gq_jax.size_report(hardened).quantized_leaves
+    for layer in ("encoder/lstm_0", "encoder/lstm_1", "predictor/lstm_0"):
+        assert {f"{layer}/input_kernel", f"{layer}/recurrent_kernel"} <= set(quantized), layer
 
 
 def test_conformer_coverage_every_kernel_but_the_joint_output_and_the_depthwise_conv():

@@ -8,7 +8,7 @@ import pytest
 from models import transducer
 from models.rnnt import LSTMEncoder, make_rnnt, stack_frames
 from models.summary import format_parameter_counts, parameter_counts
-from models.transducer_parts import LSTMLayer
+from models.transducer_parts import LSTMLayer, LSTMState, with_autodiff_recurrence
 
 VOCAB = 7
 
@@ -46,6 +46,42 @@ def test_lstm_layer_resumed_from_its_state_equals_one_pass():
     head, state = layer.apply(variables, x[:, :3])
     tail, _ = layer.apply(variables, x[:, 3:], state)
     np.testing.assert_allclose(jnp.concatenate([head, tail], axis=1), whole, atol=1e-6)
+
+
+def test_fused_lstm_backward_equals_autodiff_of_the_plain_scan():
+    """The hand-written VJP of `lstm_recurrence` against JAX's transpose of the same scan: gradients
+    on every parameter, the inputs and the initial state, through outputs and the final state."""
+    keys = jax.random.split(jax.random.key(0), 5)
+    x = jax.random.normal(keys[0], (3, 9, 4))
+    state = LSTMState(jax.random.normal(keys[1], (3, 6)), jax.random.normal(keys[2], (3, 6)))
+    output_weights = jax.random.normal(keys[3], (3, 9, 6))
+    params = LSTMLayer(6).init(keys[4], x)["params"]
+    params = jax.tree_util.tree_map(lambda p: 2.0 * p + 0.2, params)  # saturate some gates
+
+    def loss(fused):
+        def of(params, x, state):
+            outputs, final = LSTMLayer(6, fused_backward=fused).apply({"params": params}, x, state)
+            return (outputs * output_weights).sum() + (final.cell ** 2).sum() - final.hidden.sum()
+        return of
+
+    fused = jax.jit(jax.value_and_grad(loss(True), argnums=(0, 1, 2)))(params, x, state)
+    autodiff = jax.jit(jax.value_and_grad(loss(False), argnums=(0, 1, 2)))(params, x, state)
+    np.testing.assert_allclose(fused[0], autodiff[0], rtol=1e-6)
+    for got, want in zip(jax.tree_util.tree_leaves(fused[1]), jax.tree_util.tree_leaves(autodiff[1])):
+        assert np.abs(want).max() > 1e-3  # each gradient is non-trivial
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_with_autodiff_recurrence_unfuses_every_lstm_and_keeps_the_loss_and_its_gradient(rnnt):
+    model, variables, batch = rnnt
+    unfused = with_autodiff_recurrence(model)
+    assert (model.encoder.fused_backward, model.predictor.fused_backward) == (True, True)
+    assert (unfused.encoder.fused_backward, unfused.predictor.fused_backward) == (False, False)
+    loss = lambda m: jax.jit(jax.value_and_grad(lambda v: m.apply(v, *batch).mean()))(variables)
+    (fused_loss, fused_grads), (plain_loss, plain_grads) = loss(model), loss(unfused)
+    np.testing.assert_allclose(fused_loss, plain_loss, rtol=1e-6)
+    for got, want in zip(jax.tree_util.tree_leaves(fused_grads), jax.tree_util.tree_leaves(plain_grads)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_stack_frames_concatenates_consecutive_frames_and_ignores_padding():

@@ -37,7 +37,10 @@ What Qwix cannot see stays float whatever the rules say (`gq_jax.size_report(har
     dimension size"), so a rule for them could not train; no rule is given to their modules.
 (The LSTM kernels are visible because `LSTMLayer` calls `lax.dot_general` on them; with `@` they
 went through the jitted `jnp.matmul`, whose cached trace hides the call from Qwix, and coverage
-depended on what had been traced before.)
+depended on what had been traced before. The recurrent kernel is visible only with the layer's
+autodiff recurrence, so Qwix wraps `models.transducer_parts.with_autodiff_recurrence(model)`: inside
+the fused recurrence's custom VJP the kernel is no longer the module's own array, and Qwix's
+fallback, matching by shape, cannot tell it from an input kernel of the same shape.)
 
 The shipped model is the plain (unwrapped) model with `harden`'s weights: every intercepted weight
 as a `gq_jax.QuantizedArray` whose codebook is Qwix's integer levels −2**(b-1) .. 2**(b-1) − 1 and
@@ -60,6 +63,7 @@ from qwix._src.utils import flax_util  # Qwix's own "which module / which parame
 
 import gq_jax
 from gq_jax.config import check_no_unused_rules, path_to_str, rule_for
+from models.transducer_parts import with_autodiff_recurrence
 from training import config as config_lib
 
 MIN_BITS, MAX_BITS = 2, 8
@@ -156,6 +160,7 @@ def intercepted_weights(model: nn.Module, num_mel_bins: int) -> tuple[Intercepte
     Found by tracing (shapes only) the training forward of `model` wrapped with a recording provider.
     """
     recorder = _Recorder()
+    model = with_autodiff_recurrence(model)
     wrapped = qwix.quantize_model(model, recorder)
     inputs = example_inputs(num_mel_bins)
     variables = jax.eval_shape(model.init, jax.random.key(0), *inputs)
@@ -195,13 +200,14 @@ def qwix_rules(weights: Sequence[Intercepted], config: gq_jax.GQConfig) -> list[
 
 def wrap(model: nn.Module, config: gq_jax.GQConfig, num_mel_bins: int,
          weights: Sequence[Intercepted] | None = None) -> nn.Module:
-    """`model` wrapped by Qwix QAT: its `__call__` (the training loss) fake-quantizes the weights
-    `config`'s rules give bits to; parameters and their names are those of `model`. `weights`:
+    """`model` (with its LSTMs' autodiff recurrence) wrapped by Qwix QAT: its `__call__` (the
+    training loss) fake-quantizes the weights `config`'s rules give bits to; parameters and their
+    names are those of `model`. `weights`:
     `intercepted_weights(model, num_mel_bins)` when already known."""
     if weights is None:
         weights = intercepted_weights(model, num_mel_bins)
     rules = qwix_rules(weights, config)
-    return qwix.quantize_model(model, qwix.QtProvider(rules))
+    return qwix.quantize_model(with_autodiff_recurrence(model), qwix.QtProvider(rules))
 
 
 def _trailing(scale: jax.Array) -> jax.Array:
