@@ -280,16 +280,29 @@ def _after(leaf: PackedArray | Int8Array, anchor: jax.Array) -> PackedArray | In
     return dataclasses.replace(leaf, scale=leaf.scale + zero)
 
 
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_vjp_call", "custom_jvp_call")
+
+
+def _called(eqn: Any) -> Any:
+    """The closed jaxpr that a call equation (one of `_CALLS`) runs."""
+    return eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+
+
 def _is_loop(eqn: Any) -> bool:
-    """A loop of more than one iteration: a value computed after it need not be live during it."""
-    return eqn.primitive.name == "while" or (eqn.primitive.name == "scan" and eqn.params["length"] > 1)
+    """A loop of more than one iteration, or a call holding one: a value computed after it need not
+    be live during it."""
+    name = eqn.primitive.name
+    if name in _CALLS:
+        return any(map(_is_loop, _called(eqn).jaxpr.eqns))
+    return name == "while" or (name == "scan" and eqn.params["length"] > 1)
 
 
 class _Interpreter:
     """Evaluates a jaxpr whose weight inputs are resident leaves (see `ResidentModel`).
 
     A resident leaf is expanded where an equation first consumes it, once per call (later consumers
-    reuse it): inline through nested jits, before a scan for the scan's constants, and, with
+    reuse it): inline through nested jits and custom-derivative calls (decoding runs their primal,
+    e.g. `models.transducer_parts.lstm_recurrence`), before a scan for the scan's constants, and, with
     `int8`, never for a 2-D matmul kernel (`int8_dot`, on its int8 form, also made once).
     An expansion whose consumer depends on an earlier loop of this call is made to depend on that
     loop's result (`_after`), so XLA cannot schedule it earlier: a layer's float weights are live
@@ -330,8 +343,8 @@ class _Interpreter:
         if not any(map(is_resident, invals)):
             return _bind(eqn, invals)
         name = eqn.primitive.name
-        if name in ("jit", "pjit", "closed_call", "core_call"):
-            closed = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        if name in _CALLS:
+            closed = _called(eqn)
             return self.run(closed.jaxpr, closed.consts, invals, flags)[0]
         anchors = [x for x, flag in zip(invals, flags) if flag and not is_resident(x)]
         tie = lambda leaf: _after(leaf, anchors[0]) if anchors else leaf
