@@ -13,7 +13,9 @@ Every run exists at each `Scale`: "recipe" (configs/rnnt_synth.py and configs/co
 the issue asks; days of training on 2 CPU cores), "cpu" (compact models and budgets that fit
 2-core CPU sessions: configs/*_synth_cpu.py) and "large" (the recognizers of configs/*_synth_large.py
 on synth-en large, 1,500-step fine-tunes: 0.51 epoch of its 2,945 batches; its float rows are the
-published results/models/rnnt_synth_large and results/models/conformer_synth_large).
+published results/models/rnnt_synth_large and results/models/conformer_synth_large_stage3), and
+"large_conformer_stage1" (the same with the Conformer of the first float stage,
+results/models/conformer_synth_large: where the first Conformer rows were measured).
 `python -m experiments.step_time --scale S` measures what a scale costs on this machine. A run's files live in `<root>/<scale>/<name>`.
 
 "All weight matrices and embeddings" is the rule pattern `WEIGHTS` (per-channel unless an ablation
@@ -67,6 +69,7 @@ class Scale:
     float_models: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
+LARGE_CONFIGS = {"rnnt": "configs.rnnt_synth_large", "conformer": "configs.conformer_synth_large"}
 SCALES = {scale.name: scale for scale in (
     Scale("recipe", {"rnnt": "configs.rnnt_synth", "conformer": "configs.conformer_synth"},
           {"rnnt": 4000, "conformer": 4000},
@@ -75,10 +78,16 @@ SCALES = {scale.name: scale for scale in (
           {"rnnt": 300, "conformer": 200},
           "compact models on the full synth-en corpus with budgets that fit a 2-core CPU session "
           "(configs/rnnt_synth_cpu.py, configs/conformer_synth_cpu.py)"),
-    Scale("large", {"rnnt": "configs.rnnt_synth_large", "conformer": "configs.conformer_synth_large"},
-          {"rnnt": 1500, "conformer": 1500},
+    Scale("large", LARGE_CONFIGS, {"rnnt": 1500, "conformer": 1500},
           "the on-device recognizers on synth-en large (configs/rnnt_synth_large.py, "
-          "configs/conformer_synth_large.py), fine-tuned for half an epoch",
+          "configs/conformer_synth_large.py; the Conformer after its third float stage), "
+          "fine-tuned for half an epoch",
+          {"rnnt": "results/models/rnnt_synth_large",
+           "conformer": "results/models/conformer_synth_large_stage3"}),
+    Scale("large_conformer_stage1", LARGE_CONFIGS, {"rnnt": 1500, "conformer": 1500},
+          "the large Conformer after its first float stage (results/models/conformer_synth_large, "
+          "3,300 steps), the model the first Conformer rows of scale `large` stood on; its RNN-T is "
+          "scale `large`'s",
           {"rnnt": "results/models/rnnt_synth_large",
            "conformer": "results/models/conformer_synth_large"}),
 )}

@@ -362,23 +362,29 @@ def running_runs(runs_root: pathlib.Path, scale: registry.Scale, results: dict[s
 def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root: pathlib.Path,
                  running: dict[str, str] | None = None) -> list[str]:
     """The section of one scale: set-up, headline, a main table, paired differences and plot per model,
-    ablations. A scale other than registry.HEADLINE_SCALE is an appendix named for its operating point."""
+    ablations. A scale other than registry.HEADLINE_SCALE is an appendix named for its operating point,
+    with only the models and ablations it measured or is training; the headline scale lists every row."""
+    headline_scale = scale.name == registry.HEADLINE_SCALE
     title = f"## Scale `{scale.name}`: {scale.description}"
-    if scale.name != registry.HEADLINE_SCALE:
+    if not headline_scale:
         title = (f"## Appendix: scale `{scale.name}`, an operating point at float test WER "
                  f"{operating_point(results)} ({scale.description})")
+    listed = [registry.get(name) for name in {*results, *(running or {})}]
+    models = [model for model in registry.MODELS if headline_scale or any(e.model == model for e in listed)]
+    ablations = headline_scale or any(e.table == "ablation" for e in listed)
     out = [title, "",
-           f"Fine-tune budget: {', '.join(f'{m} {n} steps' for m, n in scale.finetune_steps.items())}. "
+           f"Fine-tune budget: {', '.join(f'{m} {scale.finetune_steps[m]} steps' for m in models)}. "
            f"Run a row with `python -m experiments.run NAME --scale {scale.name}`.", "",
-           *[setup_line(model, results) for model in registry.MODELS], ""]
+           *[setup_line(model, results) for model in models], ""]
     notes = data_note(results)
     if notes:
         out += ["### Warning: rows not measured with the published set-up", "", *notes, ""]
     out += ["### Headline", ""]
-    for model in registry.MODELS:
+    for model in models:
         out += [*headline(model, results), ""]
-    out += ["Ablations (RNN-T, test WER):", "", *ablation_headline(results), ""]
-    for model in registry.MODELS:
+    if ablations:
+        out += ["Ablations (RNN-T, test WER):", "", *ablation_headline(results), ""]
+    for model in models:
         out += [f"### {model}", "", *main_table(model, results, scale.name, running), ""]
         differences = differences_table(model, results)
         if differences:
@@ -393,9 +399,10 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
             out += [f"![{model} WER against bits]({picture})", ""]
         else:
             out += [f"WER against bits: {MISSING}.", ""]
-    out += ["### RNN-T ablations", "", "Each row changes one setting of the default GQ fine-tune "
-            "(the default value is the main `rnnt_gq_<bits>` run, and so is the init that \"auto\" picks at "
-            f"those bits). {snap_steps_note(scale)}", "", *ablation_table(results, scale.name), ""]
+    if ablations:
+        out += ["### RNN-T ablations", "", "Each row changes one setting of the default GQ fine-tune "
+                "(the default value is the main `rnnt_gq_<bits>` run, and so is the init that \"auto\" picks "
+                f"at those bits). {snap_steps_note(scale)}", "", *ablation_table(results, scale.name), ""]
     return out
 
 

@@ -295,8 +295,9 @@ def test_report_is_generated_from_the_files_and_marks_missing_runs(tiny_results,
     gq = json.loads((tiny_results / "results/recipe/rnnt_gq_4/metrics.json").read_text())
     row = next(line for line in text.splitlines() if line.startswith("| [rnnt_gq_4]"))
     assert str(gq["size_bytes"]) in row and f"{gq['trained_steps']}/4000 steps (partial)" in row
-    assert "| rnnt_gq_2 | not yet measured |" in text and "| conformer_float | not yet measured |" in text
-    assert "GQ at <= 5 bits within 2 % relative of float WER: not yet measured" in text  # conformer
+    assert "| rnnt_gq_2 | not yet measured |" in text
+    # The recipe scale is an appendix: the model it did not measure is left out, not listed as missing.
+    assert "conformer_float" not in text.split("## Appendix: scale `recipe`")[1]
     assert "not the published set-up" in text  # the tiny rows are flagged
     assert (tiny_results / "results/recipe/wer_against_bits_rnnt.png").exists()
     assert not (tiny_results / "results/recipe/wer_against_bits_conformer.png").exists()
@@ -397,6 +398,10 @@ def test_scales_other_than_the_headline_one_are_appendices_named_for_their_opera
     headline_at, appendix_at = text.index(f"## Scale `{registry.HEADLINE_SCALE}`"), text.index("## Appendix: scale `cpu`")
     assert headline_at < appendix_at and "an operating point at float test WER rnnt 56.3 %" in text
     assert "## Scales not yet measured" in text and "- `recipe`:" in text
+    headline_section, appendix = text[headline_at:appendix_at], text[appendix_at:text.index("## Scales not yet")]
+    assert "### conformer" in headline_section and "### RNN-T ablations" in headline_section  # every row listed
+    assert "### rnnt" in appendix and "rnnt_float" in appendix
+    assert "### conformer" not in appendix and "ablations" not in appendix  # nothing measured there
 
 
 def test_the_wer_against_bits_picture_draws_the_float_wer_as_its_baseline(tmp_path, monkeypatch):
