@@ -1,4 +1,4 @@
-"""Training-step efficiency of the recipes: audio-seconds per wall-second, XLA's flop count of
+"""Training-step efficiency of the recipes: audio-seconds per wall-second, the flop count of
 loss+grad over the step time as a share of a float32 matmul's rate measured in the same run, and
 where the time goes.
 
@@ -11,8 +11,12 @@ planned from `--corpus` with the config's own batch settings and random weights:
   step      median wall time of the real pmapped train step (`train.make_p_train_step`) on a batch
             of the plan's most common shape
   audio-s/s real (unpadded) audio per batch / step
-  GFLOP     XLA's cost analysis of value_and_grad of the float loss
+  GFLOP     XLA's cost analysis of value_and_grad of the float loss (it counts a loop's body
+            once, so it leaves out all but one step of every LSTM recurrence)
   % peak    (GFLOP / step) / the float32 2048^3 matmul GFLOP/s measured first
+  mm GFLOP  the matmuls and convolutions of the same function counted on its jaxpr with every
+            scan body once per iteration (benchmarks/flops.py), and its % peak: the count that
+            the recurrent models' rows are judged by
   breakdown median ms of each part alone, jitted: front end (log-mel + normalisation),
             encoder forward+backward, prediction + joint + loss forward+backward (from the encoder
             output), optimizer update, host (loading one batch in-process and copying it to the
@@ -22,6 +26,7 @@ planned from `--corpus` with the config's own batch settings and random weights:
 some names in `--configs` end in "+", of those only, to time a variant against the recipe in the
 same run (`--configs conformer_synth_large,conformer_synth_large+`; a "+" row has the overrides).
 
+A "?" after the second % peak marks a row with while loops of unknown trip count (counted once).
 Run it on an otherwise idle machine: every figure is a time.
 """
 
@@ -43,6 +48,7 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 from corpora import batching  # noqa: E402
+from benchmarks.flops import matmul_flops  # noqa: E402
 from benchmarks.recipe import load_recipe, most_common_batch  # noqa: E402
 from experiments import run  # noqa: E402
 from training import config as config_lib  # noqa: E402
@@ -111,6 +117,7 @@ def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tup
     grad_fn = jax.jit(jax.value_and_grad(loss))
     flops = grad_fn.lower(params, batch).compile().cost_analysis()
     flops = (flops[0] if isinstance(flops, (list, tuple)) else flops)["flops"]
+    loop_aware = matmul_flops(jax.value_and_grad(loss), params, batch)
 
     encode = lambda p: model.apply({"params": p}, feats, lengths, train=True, rngs={"dropout": key},
                                    method=lambda m, f, n, train: m.encoder(f, n, train=train))
@@ -133,6 +140,7 @@ def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tup
              "optimizer": median_seconds(lambda: optimizer_fn(trainable, opt_state, trainable), steps),
              "host": median_seconds(host_fn, steps)}
     return {"step_s": step_s, "audio_s": audio_s, "gflop": flops / 1e9, "shape": bucket,
+            "mm_gflop": loop_aware.flops / 1e9, "uncounted_loops": loop_aware.uncounted_loops,
             "parameters": sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)), **parts}
 
 
@@ -152,7 +160,7 @@ def main() -> None:
     print(f"float32 2048^3 matmul: {peak:.1f} GFLOP/s on {jax.devices()[0].platform} "
           f"({jax.device_count()} device(s))")
     header = (f"{'config':<22} {'params':>10} {'batch RxSxU':>16} {'step ms':>8} {'audio-s/s':>9} {'GFLOP':>7} "
-              f"{'% peak':>7} | {'front':>6} {'encoder':>8} {'pred+jnt':>8} {'optim':>6} {'host':>6}")
+              f"{'% peak':>7} {'mm GFLOP':>8} {'% peak':>7} | {'front':>6} {'encoder':>8} {'pred+jnt':>8} {'optim':>6} {'host':>6}")
     print(header)
     for entry in args.configs.split(","):
         name, with_overrides = entry.rstrip("+"), entry.endswith("+") or "+" not in args.configs
@@ -161,7 +169,8 @@ def main() -> None:
         label = name + ("+" if with_overrides and overrides else "")
         print(f"{label:<22} {r['parameters']:>10,} {shape.rows:>4}x{shape.max_samples:>6}x{shape.max_labels:<4} "
               f"{1000 * r['step_s']:>8.0f} {r['audio_s'] / r['step_s']:>9.0f} {r['gflop']:>7.2f} "
-              f"{100 * r['gflop'] / r['step_s'] / peak:>6.1f}% | "
+              f"{100 * r['gflop'] / r['step_s'] / peak:>6.1f}% {r['mm_gflop']:>8.2f} "
+              f"{100 * r['mm_gflop'] / r['step_s'] / peak:>6.1f}%{'?' if r['uncounted_loops'] else ' '}| "
               + " ".join(f"{1000 * r[p]:>{w}.0f}" for p, w in (("front end", 6), ("encoder", 8),
                                                                ("pred+joint+loss", 8), ("optimizer", 6),
                                                                ("host", 6))), flush=True)

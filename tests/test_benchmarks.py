@@ -84,11 +84,13 @@ def test_the_train_step_benchmark_times_a_config_and_its_variant_in_one_run(tiny
     out = run("benchmarks/train_step.py", "--corpus", str(tiny_corpus), "--configs", "test_tiny,test_tiny+",
               "--set", "model.encoder_hidden_size=8", "--steps", "1")
     assert "overrides: model.encoder_hidden_size=8" in out and re.search(r"matmul: [\d.]+ GFLOP/s", out)
-    rows = {m[0]: m for m in re.findall(r"^(test_tiny\+?)\s+([\d,]+) .* ([\d.]+)%", out, re.MULTILINE)}
+    rows = {m[0]: m for m in re.findall(r"^(test_tiny\+?)\s+([\d,]+) .* ([\d.]+)% +([\d.]+) +([\d.]+)% \|",
+                                        out, re.MULTILINE)}
     assert set(rows) == {"test_tiny", "test_tiny+"}, out
     parameters = {name: int(row[1].replace(",", "")) for name, row in rows.items()}
     assert parameters["test_tiny+"] < parameters["test_tiny"]  # the narrower encoder has fewer parameters
-    assert all(float(share) > 0 for _, _, share in rows.values())
+    assert all(float(share) > 0 and float(mm_gflop) > 0 and float(mm_share) > 0
+               for _, _, share, mm_gflop, mm_share in rows.values())
 
 
 def test_the_dropout_benchmark_times_flax_dropout_ours_and_none_in_one_run(tiny_corpus):
