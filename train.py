@@ -192,19 +192,25 @@ def compile_train_steps(p_train_step: Callable, state: TrainState, plan: batchin
 
 def initial_params(model, config: ml_collections.ConfigDict) -> Any:
     """Random parameters, or those `config.quant.init_from` names: the weights of a published model
-    folder (dequantized, float32) or the latest checkpoint of a run's workdir."""
-    shapes = jax.eval_shape(lambda: state_lib.random_params(model, config))
+    folder (dequantized, float32) or the latest checkpoint of a run's workdir. A top-level module
+    that config.model adds to the parent's (a CTC head, the pruned loss's `simple_am`/`simple_lm`)
+    starts from random weights, and is printed; any other difference is a ValueError."""
+    random = state_lib.random_params(model, config)
     init_from = config.quant.init_from
     if not init_from:
-        return state_lib.random_params(model, config)
+        return random
     params = (published.load(init_from).params if published.is_published(init_from)
               else checkpoints.restore_params(init_from))
-    expected = jax.tree_util.tree_map(lambda s: tuple(s.shape), shapes)
-    found = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
+    added = sorted(set(random) - set(params))
+    expected = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), {k: v for k, v in random.items() if k in params})
+    found = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), dict(params))
     if expected != found:
         raise ValueError(f"init_from={config.quant.init_from!r} holds parameters of another model "
                          f"shape than config.model: {found} vs {expected}")
-    return jax.tree_util.tree_map(jnp.asarray, params)
+    if added:
+        print(f"init_from={init_from}: modules {', '.join(added)} are not in it and start from random "
+              "weights", flush=True)
+    return {**jax.tree_util.tree_map(jnp.asarray, dict(params)), **{k: random[k] for k in added}}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:

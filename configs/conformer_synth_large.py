@@ -25,7 +25,7 @@ def get_config():
         name="conformer", encoder_layers=8, model_dim=128, num_heads=4, ff_multiplier=4,
         conv_kernel_size=15, subsampling_channels=64, dropout_rate=0.1,
         predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3,
-        loss_chunk_size=1024))
+        loss_chunk_size=1024, prune_range=0, simple_loss_scale=0.5))
     config.optim.learning_rate = 2e-3
     config.optim.warmup_steps = 1000
     config.num_train_steps = 5500

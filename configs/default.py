@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.predictor_hidden_size = 128
     config.model.joint_dim = 128
     config.model.dropout_rate = 0.0
+    # 0: the full transducer loss; S >= 2: the pruned loss with S label positions per frame and its
+    # trivial joiner's NLL weighted by simple_loss_scale (models/transducer_parts.py)
+    config.model.prune_range = 0
+    config.model.simple_loss_scale = 0.5
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 2e-3

@@ -105,12 +105,17 @@ def experiment_config(experiment: registry.Experiment, settings: Settings) -> ml
 
 
 def config_digest(config: ml_collections.ConfigDict) -> str:
-    """The first 16 hex digits of the SHA-256 of the config as sorted JSON, less `num_train_steps`:
-    equal for configs that score a checkpoint alike. The budget reaches a score only through the step
-    trained, which `eval_settings` holds, so a rerun with another budget that trains nothing more
-    (the checkpoint is past it) is still up to date."""
+    """The first 16 hex digits of the SHA-256 of the config as sorted JSON, less `num_train_steps`
+    and the model fields at their factory's default: equal for configs that score a checkpoint
+    alike. The budget reaches a score only through the step trained, which `eval_settings` holds, so
+    a rerun with another budget that trains nothing more (the checkpoint is past it) is still up to
+    date; a model field a later version adds at its default (e.g. `prune_range=0`) builds the same
+    model, so the rows measured before it stay up to date."""
     scored = config.copy_and_resolve_references()
     del scored["num_train_steps"]
+    for field, default in config_lib.model_defaults(scored.model.name).items():
+        if field in scored.model and scored.model[field] == default:
+            del scored.model[field]
     return hashlib.sha256(scored.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -143,6 +143,145 @@ def rnnt_loss_chunked(
     return _alignment_nll(blank_lp, emit_lp, logit_lengths, label_lengths)
 
 
+def rnnt_loss_pruned(
+    encoder_out: jax.typing.ArrayLike,
+    predictor_out: jax.typing.ArrayLike,
+    logits_fn: JointFn,
+    simple_am: jax.typing.ArrayLike,
+    simple_lm: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    logit_lengths: jax.typing.ArrayLike,
+    label_lengths: jax.typing.ArrayLike,
+    prune_range: int,
+    blank_id: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Pruned RNN-T loss (Kuang et al., 2022): (pruned NLL [B], simple NLL [B]).
+
+    1. A trivial joiner, logits(t, u) = simple_am[t] + simple_lm[u], gives the whole lattice's
+       blank and emit log-probs at the cost of one [B, T, V] x [B, V, U+1] matmul (its log-normaliser
+       is log(exp(am - max am) exp(lm - max lm)ᵀ) + max am + max lm), and the simple NLL.
+    2. The posterior occupancy of each node under the simple model (minus the gradient of its NLL
+       with respect to the node's outgoing log-probs, computed without gradient) picks, per frame, a
+       band of `prune_range` = S label positions u in [s_t, s_t + S) (`prune_ranges`).
+    3. The real joint `logits_fn` runs on that band only, [B, T, S, V] instead of [B, T, U+1, V];
+       its log-probs are put back on the lattice with every node outside the band unreachable, and
+       the exact recursion gives the pruned NLL.
+
+    An utterance with more labels than the bands can emit (U_b > T_b (S - 1)) has no path through
+    them; its pruned NLL is its simple NLL.
+
+    Args:
+      encoder_out: [B, T, J] and predictor_out: [B, U+1, J]: the joint's inputs, broadcastable
+        through `logits_fn` (enc [..., J], pred [..., J]) -> logits [..., V].
+      simple_am: [B, T, V] and simple_lm: [B, U+1, V]: the trivial joiner's two halves.
+      labels, logit_lengths, label_lengths, blank_id: as `rnnt_loss`.
+      prune_range: S >= 2, label positions kept per frame.
+
+    Raises:
+      ValueError: as `rnnt_loss`, on S < 2, and on mismatched shapes of the trivial joiner.
+    """
+    encoder_out, predictor_out, simple_am, simple_lm = map(
+        jnp.asarray, (encoder_out, predictor_out, simple_am, simple_lm))
+    if prune_range < 2:
+        raise ValueError(f"prune_range must be >= 2 (a band of S label positions), got {prune_range}")
+    batch, num_frames, _ = encoder_out.shape
+    num_nodes = predictor_out.shape[1]
+    vocab = simple_am.shape[-1]
+    for name, array, shape in (("simple_am", simple_am, (batch, num_frames, vocab)),
+                               ("simple_lm", simple_lm, (batch, num_nodes, vocab))):
+        if array.shape != shape:
+            raise ValueError(f"{name} must be {shape} (B, T from encoder_out, U+1 from predictor_out, "
+                             f"V from simple_am), got {array.shape}")
+    labels, logit_lengths, label_lengths = map(jnp.asarray, (labels, logit_lengths, label_lengths))
+    _check_labels_and_lengths(labels, logit_lengths, label_lengths, batch, num_frames, num_nodes - 1,
+                              vocab, blank_id, nodes_name="predictor_out")
+    safe_labels = jnp.where(jnp.arange(labels.shape[1])[None, :] < label_lengths[:, None], labels,
+                            blank_id).astype(jnp.int32)
+    simple_blank, simple_emit = _simple_transition_log_probs(simple_am, simple_lm, safe_labels, blank_id)
+    simple_nll = _alignment_nll(simple_blank, simple_emit, logit_lengths, label_lengths)
+    occupancy = _node_occupancy(jax.lax.stop_gradient(simple_blank), jax.lax.stop_gradient(simple_emit),
+                                logit_lengths, label_lengths)
+    starts = prune_ranges(occupancy, logit_lengths, label_lengths, prune_range)  # [B, T]
+    band = jnp.minimum(starts[..., None] + jnp.arange(prune_range), num_nodes - 1)  # [B, T, S]
+    band_pred = jnp.take_along_axis(predictor_out[:, None], band[..., None], axis=2)  # [B, T, S, J]
+    logits = logits_fn(encoder_out[:, :, None, :], band_pred)  # [B, T, S, V]
+    band_labels = jnp.take_along_axis(
+        jnp.pad(safe_labels, ((0, 0), (0, 1)), constant_values=blank_id)[:, None, :],
+        band[:, :, :-1], axis=2)  # [B, T, S-1]: y_{u+1} at u = s_t + k
+    band_blank, band_emit = _selected_log_probs(logits, band_labels, blank_id)
+    pruned_nll = _alignment_nll(*_unband(band_blank, band_emit, starts, num_nodes), logit_lengths,
+                                label_lengths)
+    feasible = label_lengths <= logit_lengths * (prune_range - 1)
+    return jnp.where(feasible, pruned_nll, simple_nll), simple_nll
+
+
+def prune_ranges(occupancy: jax.Array, logit_lengths: jax.Array, label_lengths: jax.Array,
+                 prune_range: int) -> jax.Array:
+    """Band starts s [B, T] (int32) of S = `prune_range` label positions per frame, from the node
+    occupancy [B, T, U+1]: s_t maximises the occupancy in [s_t, s_t + S), then is made a path-holding
+    band with, for every valid frame t < T_b,
+
+        0 <= s_t <= max(U_b + 1 - S, 0)      (the band inside [0, U_b])
+        s_0 = 0 and s_t <= t (S - 1)          (the start node is in the first band; reachable)
+        s_t <= s_{t+1} <= s_t + S - 1         (monotone, consecutive bands overlap)
+        s_{T_b - 1} = max(U_b + 1 - S, 0)    (the final node is in the last band)
+
+    whenever U_b <= T_b (S - 1) (else no band sequence holds a path). In that order: the clamp, the
+    last band, a running maximum, the backward overlap s_t = max(s_t, s_{t+1} - (S - 1)), and the
+    forward bound s_t = min(s_t, t (S - 1)), each keeping the ones before.
+    """
+    batch, num_frames, num_nodes = occupancy.shape
+    windows = jnp.cumsum(jnp.pad(occupancy, ((0, 0), (0, 0), (1, prune_range))), axis=2)
+    window_sums = windows[:, :, prune_range:prune_range + num_nodes] - windows[:, :, :num_nodes]
+    starts = jnp.argmax(window_sums, axis=2).astype(jnp.int32)  # [B, T]
+    highest = jnp.maximum(label_lengths + 1 - prune_range, 0).astype(jnp.int32)[:, None]
+    frames = jnp.arange(num_frames)[None, :]
+    starts = jnp.where(frames >= logit_lengths[:, None] - 1, highest, jnp.clip(starts, 0, highest))
+    starts = jax.lax.cummax(starts, axis=1)
+    step = prune_range - 1
+    starts = frames * step + jax.lax.cummax(starts - frames * step, axis=1, reverse=True)
+    return jnp.minimum(starts, frames * step).astype(jnp.int32)
+
+
+def _simple_transition_log_probs(simple_am: jax.Array, simple_lm: jax.Array, labels: jax.Array,
+                                 blank_id: int) -> tuple[jax.Array, jax.Array]:
+    """Blank [B, T, U+1] and emit [B, T, U] log-probs of the trivial joiner am[t] + lm[u] (labels
+    [B, U], padding already blank); log_softmax over V is never formed."""
+    am_max = jnp.max(simple_am, axis=-1, keepdims=True)  # [B, T, 1]
+    lm_max = jnp.max(simple_lm, axis=-1, keepdims=True)  # [B, U+1, 1]
+    products = jnp.einsum("btv,buv->btu", jnp.exp(simple_am - am_max), jnp.exp(simple_lm - lm_max))
+    log_norm = (jnp.log(products + jnp.finfo(products.dtype).tiny)
+                + am_max + lm_max.swapaxes(1, 2))  # [B, T, U+1]
+    blank = simple_am[..., blank_id][:, :, None] + simple_lm[..., blank_id][:, None, :] - log_norm
+    am_label = jnp.take_along_axis(simple_am, jnp.broadcast_to(labels[:, None, :], (*simple_am.shape[:2],
+                                                                                     labels.shape[1])), axis=2)
+    lm_label = jnp.take_along_axis(simple_lm[:, :-1], labels[..., None], axis=2)[..., 0]  # [B, U]
+    return blank, am_label + lm_label[:, None, :] - log_norm[:, :, :-1]
+
+
+def _node_occupancy(blank_lp: jax.Array, emit_lp: jax.Array, logit_lengths: jax.Array,
+                    label_lengths: jax.Array) -> jax.Array:
+    """Posterior probability [B, T, U+1] that the alignment passes node (t, u): the sum of its
+    outgoing transitions' posteriors, which are -d NLL / d log-prob of each transition."""
+    blank_grad, emit_grad = jax.grad(
+        lambda b, e: jnp.sum(_alignment_nll(b, e, logit_lengths, label_lengths)), argnums=(0, 1))(blank_lp, emit_lp)
+    return -(blank_grad + jnp.pad(emit_grad, ((0, 0), (0, 0), (0, 1))))
+
+
+def _unband(band_blank: jax.Array, band_emit: jax.Array, starts: jax.Array, num_nodes: int
+            ) -> tuple[jax.Array, jax.Array]:
+    """Band log-probs (blank [B, T, S], emit [B, T, S-1] at u = s_t + k) -> lattice blank [B, T, U+1]
+    and emit [B, T, U], `_LOG_ZERO` outside the band (emit also at the band's last position)."""
+    width = band_blank.shape[-1]
+    offset = jnp.arange(num_nodes)[None, None, :] - starts[..., None]  # u - s_t  [B, T, U+1]
+    blank = jnp.where((offset >= 0) & (offset < width),
+                      jnp.take_along_axis(band_blank, jnp.clip(offset, 0, width - 1), axis=2), _LOG_ZERO)
+    offset = offset[..., :-1]
+    emit = jnp.where((offset >= 0) & (offset < width - 1),
+                     jnp.take_along_axis(band_emit, jnp.clip(offset, 0, width - 2), axis=2), _LOG_ZERO)
+    return blank, emit
+
+
 @functools.partial(jax.jit, static_argnames="blank_id")
 def _rnnt_nll_from_logits(
     logits: jax.Array,
@@ -198,14 +337,15 @@ def _transition_log_probs(
     """
     is_valid = jnp.arange(labels.shape[1])[None, :] < label_lengths[:, None]
     safe_labels = jnp.where(is_valid, labels, blank_id).astype(jnp.int32)
-    return _selected_log_probs(logits, safe_labels, blank_id)
+    return _selected_log_probs(logits, safe_labels[:, None, :], blank_id)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _selected_log_probs(
     logits: jax.Array, labels: jax.Array, blank_id: int
 ) -> tuple[jax.Array, jax.Array]:
-    """log_softmax(logits)[..., blank_id] [B, T, U+1] and at labels[b, u] for u < U [B, T, U].
+    """log_softmax(logits)[..., blank_id] [B, T, N] and at labels[b, t, n] for n < N - 1
+    [B, T, N - 1] (labels [B, T, N - 1], or [B, 1, N - 1] for the same labels at every frame).
 
     Each is a logit minus logsumexp over V, in float32 (float64 for float64 logits); log_softmax
     over V is never formed. The custom VJP writes the logits' cotangent in one fused pass,
@@ -221,12 +361,10 @@ def _selected_log_probs_fwd(
     logits: jax.Array, labels: jax.Array, blank_id: int
 ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]:
     values = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    num_labels = labels.shape[1]
-    log_norm = jax.nn.logsumexp(values, axis=-1)  # [B, T, U+1]
+    num_labels = labels.shape[-1]
+    log_norm = jax.nn.logsumexp(values, axis=-1)  # [B, T, N]
     blank_lp = values[..., blank_id] - log_norm
-    label_values = jnp.take_along_axis(
-        values[:, :, :num_labels, :], labels[:, None, :, None], axis=-1
-    )[..., 0]
+    label_values = jnp.take_along_axis(values[:, :, :num_labels, :], labels[..., None], axis=-1)[..., 0]
     emit_lp = label_values - log_norm[:, :, :num_labels]
     return (blank_lp, emit_lp), (logits, labels, log_norm)
 
@@ -237,14 +375,14 @@ def _selected_log_probs_bwd(
     cotangents: tuple[jax.Array, jax.Array],
 ) -> tuple[jax.Array, None]:
     logits, labels, log_norm = residuals
-    blank_grad, emit_grad = cotangents  # [B, T, U+1], [B, T, U]
-    emit_grad = jnp.pad(emit_grad, ((0, 0), (0, 0), (0, 1)))  # node U emits nothing
-    labels = jnp.pad(labels, ((0, 0), (0, 1)), constant_values=blank_id)
+    blank_grad, emit_grad = cotangents  # [B, T, N], [B, T, N-1]
+    emit_grad = jnp.pad(emit_grad, ((0, 0), (0, 0), (0, 1)))  # the last node emits nothing
+    labels = jnp.pad(labels, ((0, 0), (0, 0), (0, 1)), constant_values=blank_id)
     vocab_ids = jnp.arange(logits.shape[-1])
     softmax = jnp.exp(logits.astype(log_norm.dtype) - log_norm[..., None])
     logits_grad = (
         jnp.where(vocab_ids == blank_id, blank_grad[..., None], 0.0)
-        + jnp.where(vocab_ids == labels[:, None, :, None], emit_grad[..., None], 0.0)
+        + jnp.where(vocab_ids == labels[..., None], emit_grad[..., None], 0.0)
         - (blank_grad + emit_grad)[..., None] * softmax
     )
     return logits_grad.astype(logits.dtype), None

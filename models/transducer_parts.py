@@ -26,6 +26,13 @@ e.g. ESPnet and icefall)
 
 whose CTC term gives the encoder a direct, alignment-free gradient early in training; `ctc_logits`
 serves CTC greedy decoding (`models.decoding.ctc_greedy_decode`).
+
+With `prune_range` S > 0 the transducer term is the pruned loss (`models.transducer.rnnt_loss_pruned`,
+Kuang et al., 2022): a trivial joiner `simple_am/kernel`, `simple_lm/kernel` (joint space -> V,
+training only: decoding never reads them) scores the whole lattice cheaply and picks S label
+positions per frame, the joint runs on those only, and
+
+    NLL_transducer = NLL_pruned + `simple_loss_scale` * NLL_simple.
 """
 
 from __future__ import annotations
@@ -272,11 +279,18 @@ class Transducer(nn.Module):
     blank_id: int = 0
     loss_chunk_size: int = 32
     ctc_weight: float = 0.0
+    prune_range: int = 0
+    simple_loss_scale: float = 0.5
 
     def setup(self):
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight={self.ctc_weight}; expected >= 0")
+        if self.prune_range == 1 or self.prune_range < 0:
+            raise ValueError(f"prune_range={self.prune_range}; expected 0 (the full loss) or >= 2")
         self.ctc = nn.Dense(self.joint.vocab_size) if self.ctc_weight > 0 else None
+        if self.prune_range:
+            self.simple_am = nn.Dense(self.joint.vocab_size)
+            self.simple_lm = nn.Dense(self.joint.vocab_size, use_bias=False)
 
     @property
     def vocab_size(self) -> int:
@@ -333,11 +347,17 @@ class Transducer(nn.Module):
         start = jnp.full((labels.shape[0], 1), self.blank_id, tokens.dtype)
         pred_proj, _ = self.predict(jnp.concatenate([start, tokens], axis=1))
         logits_fn = self.joint.logits_fn()
-        nll = transducer.rnnt_loss_chunked(
-            enc_proj, pred_proj,
-            lambda enc, pred: logits_fn(enc[:, :, None, :], pred[:, None, :, :]),
-            labels, enc_lengths, label_lengths, blank_id=self.blank_id,
-            chunk_size=self.loss_chunk_size)
+        if self.prune_range:
+            pruned, simple = transducer.rnnt_loss_pruned(
+                enc_proj, pred_proj, logits_fn, self.simple_am(enc_proj), self.simple_lm(pred_proj), labels,
+                enc_lengths, label_lengths, self.prune_range, blank_id=self.blank_id)
+            nll = pruned + self.simple_loss_scale * simple
+        else:
+            nll = transducer.rnnt_loss_chunked(
+                enc_proj, pred_proj,
+                lambda enc, pred: logits_fn(enc[:, :, None, :], pred[:, None, :, :]),
+                labels, enc_lengths, label_lengths, blank_id=self.blank_id,
+                chunk_size=self.loss_chunk_size)
         if self.ctc is None:
             return nll
         frame_padding = (jnp.arange(encoder_out.shape[1])[None, :] >= enc_lengths[:, None]).astype(jnp.float32)
@@ -348,7 +368,8 @@ class Transducer(nn.Module):
 
 def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim: int = 32,
                     predictor_hidden_size: int = 64, predictor_layers: int = 1, joint_dim: int = 64,
-                    blank_id: int = 0, loss_chunk_size: int = 32, ctc_weight: float = 0.0) -> Transducer:
+                    blank_id: int = 0, loss_chunk_size: int = 32, ctc_weight: float = 0.0,
+                    prune_range: int = 0, simple_loss_scale: float = 0.5) -> Transducer:
     """`encoder` with the prediction and joint networks every model family shares, from their flat
     sizes (the head fields of a `config.model` ConfigDict; `make_rnnt` and `make_conformer` pass
     theirs through)."""
@@ -360,6 +381,8 @@ def make_transducer(encoder: nn.Module, vocab_size: int, *, predictor_embed_dim:
         blank_id=blank_id,
         loss_chunk_size=loss_chunk_size,
         ctc_weight=ctc_weight,
+        prune_range=prune_range,
+        simple_loss_scale=simple_loss_scale,
     )
 
 

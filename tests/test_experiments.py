@@ -141,6 +141,12 @@ def test_the_config_digest_ignores_the_budget_but_not_a_quantizer_setting():
     assert run.config_digest(run.experiment_config(gq4, run.Settings(scale="large", budget_steps=3))) == digest
     changed = run.Settings(scale="large", overrides=(("quant.mu", 100.0),))
     assert run.config_digest(run.experiment_config(gq4, changed)) != digest
+    # A model field at its factory's default builds the same model, written or not; another value does not.
+    config = run.experiment_config(gq4, run.Settings(scale="large"))
+    del config.model["prune_range"]
+    assert run.config_digest(config) == digest
+    pruned = run.Settings(scale="large", overrides=(("model.prune_range", 4),))
+    assert run.config_digest(run.experiment_config(gq4, pruned)) != digest
 
 
 @pytest.mark.slow

@@ -176,6 +176,27 @@ def test_missing_init_from_is_an_error_naming_it(tiny_corpus, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_a_pruned_loss_fine_tune_keeps_the_parents_weights_and_adds_the_trivial_joiner(tiny_corpus, float_run,
+                                                                                       tmp_path, capsys):
+    import train
+    from training import config as config_lib
+
+    config = tiny_config(tiny_corpus, **{"quant.init_from": str(float_run), "model.prune_range": 2,
+                                         "num_train_steps": 2, "eval_every_steps": 2, "checkpoint_every_steps": 2})
+    model = config_lib.model_from_config(config.model, runs.load(float_run).tokenizer.vocab_size)
+    start, parent = train.initial_params(model, config), checkpoints.restore_params(float_run)
+    assert "init_from=" in capsys.readouterr().out  # names the modules that start from random weights
+    assert set(start) == set(parent) | {"simple_am", "simple_lm"}
+    assert_trees_equal({k: start[k] for k in parent}, dict(parent))
+    train.train_and_evaluate(config, str(tmp_path / "pruned"))
+    logged = metrics.read(tmp_path / "pruned")
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert losses and all(np.isfinite(losses)), logged
+    narrower = tiny_config(tiny_corpus, **{"quant.init_from": str(float_run), "model.encoder_hidden_size": 8})
+    with pytest.raises(ValueError, match="another model shape"):
+        train.initial_params(config_lib.model_from_config(narrower.model, model.vocab_size), narrower)
+
+
 @pytest.mark.slow
 def test_a_fine_tune_starts_from_a_published_model_and_keeps_its_tokenizer(tiny_corpus, float_run, tmp_path):
     import eval as eval_cmd

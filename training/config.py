@@ -183,10 +183,16 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
 def model_fields(name: str) -> set[str]:
     """The `config.model` fields (besides `name`) of model family `name`: the keyword arguments of
     its factory, and of `make_transducer` for the prediction and joint networks it passes on."""
-    def keywords(function: Callable[..., Any]) -> set[str]:
-        return {p.name for p in inspect.signature(function).parameters.values()
+    return set(model_defaults(name))
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """{field: the factory's default} of every `model_fields(name)` field (a field without a default
+    maps to `inspect.Parameter.empty`)."""
+    def keywords(function: Callable[..., Any]) -> dict[str, Any]:
+        return {p.name: p.default for p in inspect.signature(function).parameters.values()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return keywords(MODEL_FACTORIES[name]) | keywords(make_transducer)
+    return keywords(make_transducer) | keywords(MODEL_FACTORIES[name])
 
 
 def model_from_config(model_config: ml_collections.ConfigDict, vocab_size: int) -> Transducer:
