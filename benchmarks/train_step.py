@@ -24,7 +24,8 @@ planned from `--corpus` with the config's own batch settings and random weights:
 
 `--set` overrides a config field (e.g. `model.subsampling_channels=128`): of every config, or, when
 some names in `--configs` end in "+", of those only, to time a variant against the recipe in the
-same run (`--configs conformer_synth_large,conformer_synth_large+`; a "+" row has the overrides).
+same run (`--configs conformer_synth_large,conformer_synth_large+`; a "+" row has the overrides,
+and its step time is printed as a ratio to the plain row's).
 
 A "?" after the second % peak marks a row with while loops of unknown trip count (counted once).
 Run it on an otherwise idle machine: every figure is a time.
@@ -162,6 +163,7 @@ def main() -> None:
     header = (f"{'config':<22} {'params':>10} {'batch RxSxU':>16} {'step ms':>8} {'audio-s/s':>9} {'GFLOP':>7} "
               f"{'% peak':>7} {'mm GFLOP':>8} {'% peak':>7} | {'front':>6} {'encoder':>8} {'pred+jnt':>8} {'optim':>6} {'host':>6}")
     print(header)
+    step_s = {}
     for entry in args.configs.split(","):
         name, with_overrides = entry.rstrip("+"), entry.endswith("+") or "+" not in args.configs
         r = measure(name, args.corpus, args.steps, overrides if with_overrides else ())
@@ -174,6 +176,10 @@ def main() -> None:
               + " ".join(f"{1000 * r[p]:>{w}.0f}" for p, w in (("front end", 6), ("encoder", 8),
                                                                ("pred+joint+loss", 8), ("optimizer", 6),
                                                                ("host", 6))), flush=True)
+        step_s[label] = r["step_s"]
+    for label in step_s:
+        if label.endswith("+") and label[:-1] in step_s:
+            print(f"{label} step / {label[:-1]} step: {step_s[label] / step_s[label[:-1]]:.3f}")
 
 
 if __name__ == "__main__":

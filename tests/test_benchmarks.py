@@ -91,6 +91,7 @@ def test_the_train_step_benchmark_times_a_config_and_its_variant_in_one_run(tiny
     assert parameters["test_tiny+"] < parameters["test_tiny"]  # the narrower encoder has fewer parameters
     assert all(float(share) > 0 and float(mm_gflop) > 0 and float(mm_share) > 0
                for _, _, share, mm_gflop, mm_share in rows.values())
+    assert re.search(r"^test_tiny\+ step / test_tiny step: [\d.]+$", out, re.MULTILINE), out
 
 
 def test_the_dropout_benchmark_times_flax_dropout_ours_and_none_in_one_run(tiny_corpus):
