@@ -111,3 +111,9 @@ def _conv_macs_per_output(rhs_shape: tuple[int, ...], params: dict[str, Any]) ->
 def matmul_flops(fn: Callable[..., Any], *args: Any) -> FlopCount:
     """The FlopCount of `fn(*args)`, traced with `jax.make_jaxpr`."""
     return jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def xla_flops(fn: Callable[..., Any], *args: Any) -> float:
+    """XLA's cost analysis of `jax.jit(fn)` on `args`: its "flops" (a loop body counted once)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 import train  # noqa: E402
 from corpora import batching  # noqa: E402
-from benchmarks.flops import matmul_flops  # noqa: E402
+from benchmarks.flops import matmul_flops, xla_flops  # noqa: E402
 from benchmarks.recipe import load_recipe, most_common_batch  # noqa: E402
 from experiments import run  # noqa: E402
 from training import config as config_lib  # noqa: E402
@@ -115,9 +115,7 @@ def measure(name: str, corpus: pathlib.Path, steps: int, overrides: Sequence[tup
                           rngs={"dropout": key})
         return jnp.sum(nll * b["mask"]) / jnp.maximum(jnp.sum(b["mask"]), 1.0)
 
-    grad_fn = jax.jit(jax.value_and_grad(loss))
-    flops = grad_fn.lower(params, batch).compile().cost_analysis()
-    flops = (flops[0] if isinstance(flops, (list, tuple)) else flops)["flops"]
+    flops = xla_flops(jax.value_and_grad(loss), params, batch)
     loop_aware = matmul_flops(jax.value_and_grad(loss), params, batch)
 
     encode = lambda p: model.apply({"params": p}, feats, lengths, train=True, rngs={"dropout": key},

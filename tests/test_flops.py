@@ -6,11 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import flops
-
-
-def xla_flops(fn, *args) -> float:
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+from benchmarks.flops import xla_flops
 
 
 def test_a_matmul_counts_2mnk_as_xla_does():
