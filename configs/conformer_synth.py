@@ -1,17 +1,15 @@
 """Conformer transducer on the `full` synth-en corpus."""
 
-import ml_collections
-
 from configs import default
 
 
 def get_config():
     config = default.get_config()
     config.data.path = "data/synth-en-full"
-    config.model = ml_collections.ConfigDict(dict(
+    config.model = default.model_config(config.model,
         name="conformer", encoder_layers=6, model_dim=144, num_heads=4, ff_multiplier=4,
         conv_kernel_size=15, subsampling_channels=144, dropout_rate=0.1,
-        predictor_embed_dim=64, predictor_hidden_size=320, joint_dim=320))
+        predictor_embed_dim=64, predictor_hidden_size=320, joint_dim=320)
     config.features.spec_augment = True
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 1000

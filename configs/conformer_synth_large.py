@@ -14,18 +14,15 @@ stem (4.09 M parameters) costs 70.2 GFLOP per train step against 49.2 and 4.09 s
 one run); the blocks stay 128 wide.
 """
 
-import ml_collections
-
-from configs import rnnt_synth_large
+from configs import default, rnnt_synth_large
 
 
 def get_config():
     config = rnnt_synth_large.get_config()
-    config.model = ml_collections.ConfigDict(dict(
+    config.model = default.model_config(config.model,
         name="conformer", encoder_layers=8, model_dim=128, num_heads=4, ff_multiplier=4,
         conv_kernel_size=15, subsampling_channels=64, dropout_rate=0.1,
-        predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3,
-        loss_chunk_size=1024, prune_range=0, simple_loss_scale=0.5))
+        predictor_embed_dim=64, predictor_hidden_size=256, joint_dim=256, ctc_weight=0.3)
     config.optim.learning_rate = 2e-3
     config.optim.warmup_steps = 1000
     config.num_train_steps = 5500

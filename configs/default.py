@@ -19,7 +19,10 @@ Sections:
             and saved in the workdir: what streaming needs, `models.streaming`).
   features  log-mel front end, SpecAugment (training only).
   model     `name` (rnnt | conformer) plus the keyword arguments of `models.rnnt.make_rnnt` or
-            `models.conformer.make_conformer`.
+            `models.conformer.make_conformer`; the fields of the prediction network, joint and
+            loss (`HEAD_FIELDS`) are shared by both, and `model_config` carries them over when a
+            config changes the family, so every `--config.model.<head field>` works on every
+            config.
   optim     optimizer of the network weights (adamw, warm-up then cosine decay, clipping).
   quant     `method` (a name of training/config.py METHODS: float | gq | uniform_ste | ptq_round |
             ptq_kmeans | qwix, each built from this section), `rules` as ordered
@@ -35,6 +38,17 @@ Sections:
 """
 
 import ml_collections
+
+# config.model fields every model family shares: the keyword arguments of
+# `models.transducer_parts.make_transducer` other than `blank_id` (the tokenizer's).
+HEAD_FIELDS = ("predictor_embed_dim", "predictor_hidden_size", "predictor_layers", "joint_dim",
+               "loss_chunk_size", "ctc_weight", "prune_range", "simple_loss_scale")
+
+
+def model_config(base: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+    """A new `config.model`: the `HEAD_FIELDS` of `base` (another config's model section), then
+    `fields` (`name` and the family's encoder fields, and any head field to change)."""
+    return ml_collections.ConfigDict({k: base[k] for k in HEAD_FIELDS} | fields)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -79,7 +93,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.predictor_embed_dim = 32
     config.model.predictor_hidden_size = 128
     config.model.joint_dim = 128
+    config.model.predictor_layers = 1
     config.model.dropout_rate = 0.0
+    # the transducer loss over chunks of this many frames, the joint recomputed in the backward
+    # (`Transducer.loss_chunk_size`); and the weight of the encoder's auxiliary CTC loss (0: none)
+    config.model.loss_chunk_size = 32
+    config.model.ctc_weight = 0.0
     # 0: the full transducer loss; S >= 2: the pruned loss with S label positions per frame and its
     # trivial joiner's NLL weighted by simple_loss_scale (models/transducer_parts.py)
     config.model.prune_range = 0

@@ -25,6 +25,8 @@ WEIGHTS = r".*(kernel|embedding)"
 
 def get_config(published: str = PUBLISHED):
     config = checkpoints.load_config(published)
+    # head fields added since the model was published keep their defaults (the same model)
+    config.model = default.model_config(default.get_config().model, **config.model)
     config.data.path = "data/synth-en-large-demo"
     config.data.max_dev_examples = 200
     config.data.max_batch_seconds = 32.0

@@ -1,11 +1,14 @@
 """Configs: every config file loads, passes the field check, and builds its model and quantizer."""
 
 import importlib
+import inspect
 import pathlib
 
 import pytest
 
 import gq_jax
+from configs import default
+from models.transducer_parts import make_transducer
 from training import checkpoints
 from training import config as config_lib
 
@@ -24,6 +27,32 @@ def test_every_config_passes_the_field_check_and_builds_its_parts(name):
     for method in ("gq", "uniform_ste", "ptq_round", "ptq_kmeans"):
         config.quant.method = method
         assert len(config_lib.gq_config(config.quant).rules) == len(config.quant.rules)
+
+
+def test_the_head_fields_are_the_shared_keywords_of_the_model_factories():
+    """`HEAD_FIELDS` is every keyword of `make_transducer` but the tokenizer's blank id."""
+    shared = set(config_lib.model_defaults("rnnt")) & set(config_lib.model_defaults("conformer"))
+    head = set(inspect.signature(make_transducer).parameters) - {"encoder", "vocab_size", "blank_id"}
+    assert set(default.HEAD_FIELDS) == head and head <= shared
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_sets_every_head_field_so_each_can_be_overridden(name):
+    """`--config.model.prune_range=4` (or any head field) works on every config: the field exists
+    (ml_collections rejects an override of a missing one)."""
+    config = importlib.import_module(f"configs.{name}").get_config()
+    missing = [k for k in default.HEAD_FIELDS if k not in config.model]
+    assert not missing, f"configs/{name}.py: config.model lacks {missing}"
+    config.model.prune_range = 4
+    assert config_lib.model_from_config(config.model, vocab_size=29).prune_range == 4
+
+
+def test_model_config_carries_the_head_over_and_takes_the_given_fields():
+    base = default.get_config().model
+    base.ctc_weight = 0.3
+    model = default.model_config(base, name="conformer", model_dim=96, joint_dim=64)
+    assert model.ctc_weight == 0.3 and model.joint_dim == 64 and model.model_dim == 96
+    assert "encoder_hidden_size" not in model and model.name == "conformer"
 
 
 @pytest.mark.parametrize("section, field", [("", "num_train_stepz"), ("quant", "snap_evry"),
