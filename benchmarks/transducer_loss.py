@@ -10,6 +10,8 @@ Columns, on the same logits (B=8, T=200, U=50; V=128 and V=1024):
 and, with a joint network tanh(enc We + pred Wp) Wo included in the gradient:
   full        rnnt_loss(joint(enc, pred))           (builds [B, T, U+1, V])
   chunked     rnnt_loss_chunked(enc, pred, joint)   (builds [B, chunk, U+1, V] at a time)
+  pruned      rnnt_loss_pruned with S = 4 label positions per frame, its trivial joiner enc Wa and
+              pred Wl, loss = pruned NLL + 0.5 simple NLL   (builds [B, T, 4, V])
 
 Peak memory of a jitted function is XLA's compiled memory analysis: argument + output + temp bytes
 (deterministic on CPU). Times are the fastest of --repeats calls after a warm-up.
@@ -28,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from models.transducer import rnnt_loss, rnnt_loss_chunked  # noqa: E402
+from models.transducer import rnnt_loss, rnnt_loss_chunked, rnnt_loss_pruned  # noqa: E402
 
 JOINT_DIM = 256
+PRUNE_RANGE = 4
 
 
 def naive_rnnt_loss(
@@ -176,6 +179,8 @@ def bench_with_joint(vocab: int, batch: int, frames: int, labels_max: int, repea
         "w_pred": scale * jax.random.normal(keys[3], (JOINT_DIM, JOINT_DIM)),
         "w_out": scale * jax.random.normal(keys[4], (JOINT_DIM, vocab)),
         "b_out": jnp.zeros((vocab,)),
+        "w_am": scale * jax.random.normal(keys[1], (JOINT_DIM, vocab)),
+        "w_lm": scale * jax.random.normal(keys[2], (JOINT_DIM, vocab)),
     }
     enc = jax.random.normal(keys[5], (batch, frames, JOINT_DIM))
     pred = jax.random.normal(keys[0], (batch, labels_max + 1, JOINT_DIM))
@@ -189,8 +194,16 @@ def bench_with_joint(vocab: int, batch: int, frames: int, labels_max: int, repea
         return jnp.sum(rnnt_loss_chunked(enc, pred, joint_fn, labels, logit_lengths,
                                          label_lengths, chunk_size=chunk_size))
 
+    def pruned(params, enc, pred, labels, logit_lengths, label_lengths):
+        joint_fn = lambda e, p: (jnp.tanh(e @ params["w_enc"] + p @ params["w_pred"])  # noqa: E731
+                                 @ params["w_out"] + params["b_out"])
+        pruned_nll, simple_nll = rnnt_loss_pruned(
+            enc, pred, joint_fn, enc @ params["w_am"], pred @ params["w_lm"], labels, logit_lengths,
+            label_lengths, prune_range=PRUNE_RANGE)
+        return jnp.sum(pruned_nll + 0.5 * simple_nll)
+
     grad_fns = {name: jax.value_and_grad(fn, argnums=(0, 1, 2))
-                for name, fn in (("full", full), ("chunked", chunked))}
+                for name, fn in (("full", full), ("chunked", chunked), ("pruned", pruned))}
     rows = _time_and_memory(grad_fns, args, repeats)
     print(f"\n[with joint, H={JOINT_DIM}] B={batch} T={frames} U={labels_max} V={vocab} "
           f"chunk={chunk_size}  (loss + d/d(params, enc, pred))")
@@ -198,6 +211,8 @@ def bench_with_joint(vocab: int, batch: int, frames: int, labels_max: int, repea
         print(f"  {name:<11} {time_s * 1e3:9.1f} ms   peak {size / 2**20:8.1f} MiB")
     print(f"  chunked / full: time {rows['chunked'][0] / rows['full'][0]:.2f}x, "
           f"peak memory {rows['chunked'][1] / rows['full'][1]:.3f}x")
+    print(f"  pruned / full: time {rows['pruned'][0] / rows['full'][0]:.2f}x, "
+          f"peak memory {rows['pruned'][1] / rows['full'][1]:.3f}x")
 
 
 def main() -> None:

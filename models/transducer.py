@@ -198,9 +198,9 @@ def rnnt_loss_pruned(
     safe_labels = jnp.where(jnp.arange(labels.shape[1])[None, :] < label_lengths[:, None], labels,
                             blank_id).astype(jnp.int32)
     simple_blank, simple_emit = _simple_transition_log_probs(simple_am, simple_lm, safe_labels, blank_id)
-    simple_nll = _alignment_nll(simple_blank, simple_emit, logit_lengths, label_lengths)
-    occupancy = _node_occupancy(jax.lax.stop_gradient(simple_blank), jax.lax.stop_gradient(simple_emit),
-                                logit_lengths, label_lengths)
+    simple_nll, (blank_posterior, emit_posterior) = _nll_and_posteriors(
+        simple_blank, simple_emit, logit_lengths, label_lengths)
+    occupancy = blank_posterior + jnp.pad(emit_posterior, ((0, 0), (0, 0), (0, 1)))  # [B, T, U+1]
     starts = prune_ranges(occupancy, logit_lengths, label_lengths, prune_range)  # [B, T]
     band = jnp.minimum(starts[..., None] + jnp.arange(prune_range), num_nodes - 1)  # [B, T, S]
     band_pred = jnp.take_along_axis(predictor_out[:, None], band[..., None], axis=2)  # [B, T, S, J]
@@ -259,13 +259,37 @@ def _simple_transition_log_probs(simple_am: jax.Array, simple_lm: jax.Array, lab
     return blank, am_label + lm_label[:, None, :] - log_norm[:, :, :-1]
 
 
-def _node_occupancy(blank_lp: jax.Array, emit_lp: jax.Array, logit_lengths: jax.Array,
-                    label_lengths: jax.Array) -> jax.Array:
-    """Posterior probability [B, T, U+1] that the alignment passes node (t, u): the sum of its
-    outgoing transitions' posteriors, which are -d NLL / d log-prob of each transition."""
-    blank_grad, emit_grad = jax.grad(
-        lambda b, e: jnp.sum(_alignment_nll(b, e, logit_lengths, label_lengths)), argnums=(0, 1))(blank_lp, emit_lp)
-    return -(blank_grad + jnp.pad(emit_grad, ((0, 0), (0, 0), (0, 1))))
+def _posteriors(blank_lp: jax.Array, emit_lp: jax.Array, logit_lengths: jax.Array,
+                label_lengths: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """(NLL [B], transition posteriors (blank [B, T, U+1], emit [B, T, U])): the posterior of a
+    transition is -d NLL / d its log-prob, got from one forward and one backward scan."""
+    nll, pullback = jax.vjp(lambda b, e: _alignment_nll(b, e, logit_lengths, label_lengths), blank_lp,
+                            emit_lp)
+    blank_grad, emit_grad = pullback(jnp.ones_like(nll))
+    return nll, (-blank_grad, -emit_grad)
+
+
+@jax.custom_vjp
+def _nll_and_posteriors(blank_lp: jax.Array, emit_lp: jax.Array, logit_lengths: jax.Array,
+                        label_lengths: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """`_posteriors`, differentiable in the NLL only: its backward is g_b times minus the posteriors
+    the forward already holds (no second scan), and the posteriors are constants (their cotangent
+    is dropped), as the band choice that reads them is."""
+    return _posteriors(blank_lp, emit_lp, logit_lengths, label_lengths)
+
+
+def _nll_and_posteriors_fwd(blank_lp, emit_lp, logit_lengths, label_lengths):
+    nll, posteriors = _posteriors(blank_lp, emit_lp, logit_lengths, label_lengths)
+    return (nll, posteriors), posteriors
+
+
+def _nll_and_posteriors_bwd(posteriors, cotangents):
+    nll_cotangent = cotangents[0][:, None, None]  # [B, 1, 1]
+    blank_posterior, emit_posterior = posteriors
+    return -nll_cotangent * blank_posterior, -nll_cotangent * emit_posterior, None, None
+
+
+_nll_and_posteriors.defvjp(_nll_and_posteriors_fwd, _nll_and_posteriors_bwd)
 
 
 def _unband(band_blank: jax.Array, band_emit: jax.Array, starts: jax.Array, num_nodes: int

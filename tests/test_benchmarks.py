@@ -162,6 +162,9 @@ def test_the_transducer_loss_benchmark_measures_the_chunked_loss_below_the_full_
     memory = [float(m) for m in re.findall(r"^  chunked / full: time [\d.]+x, peak memory ([\d.]+)x$", out,
                                            re.MULTILINE)]
     assert len(memory) == 2 and all(0 < ratio < 1 for ratio in memory), out
+    pruned = [float(m) for m in re.findall(r"^  pruned / full: time [\d.]+x, peak memory ([\d.]+)x$", out,
+                                           re.MULTILINE)]
+    assert len(pruned) == 2 and all(0 < ratio < 1 for ratio in pruned), out  # [B, T, 4, V] < [B, T, U+1, V]
 
 
 @pytest.mark.slow
