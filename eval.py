@@ -7,6 +7,7 @@
     python eval.py --model results/models/NAME --data PATH [--splits ...]
                    [--beam N | --decoder ctc | --decoder streaming --chunk_ms 100]
                    [--ptq ptq_round:4] [--runtime float32|resident|int8]
+    python eval.py ... --beam 4 --lm LM.npz [--lm_weight 0.3] [--lm_bonus 0.0]
 
 `--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
 `--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
@@ -18,7 +19,10 @@ scores with no workdir. `--runtime` (with `--model`) chooses how the published w
 while decoding: `float32` dequantizes them at load; `resident` keeps quantized leaves as their
 b-bit indices, codebook and scales and expands each inside the jitted computation just before use
 (`gq_jax.runtime`, the same transcripts); `int8` also runs the weight matmuls as int8 x int8 with
-int32 accumulation (an approximation: its WER is what it costs).
+int32 accumulation (an approximation: its WER is what it costs). `--lm` fuses a token n-gram
+language model (`python -m models.ngram`, counted with the model's tokenizer) into beam search:
+each non-blank token scores log P(k) + `--lm_weight` log P_LM(k | hypothesis) + `--lm_bonus`
+(`models.decoding.LMFusion`).
 
 Writes `workdir/eval.json` = {split: {model: {wer, cer, substitutions, deletions, insertions,
 num_words, utterance_errors, utterance_words}}} and `workdir/sizes.json` = {model: size report}, and prints a table (`--model`: prints
@@ -30,6 +34,8 @@ adds post-training quantization of the float weights with the run's rule pattern
 manifest file (its stem is the split), a LibriSpeech-layout folder (split folders of any name,
 chosen with `--splits`), or one split folder of that layout (its name is the split). `--export PATH` writes the
 hard-quantized model as a packed artifact (`gq_jax.save_packed`) and `PATH.size.txt`.
+`--results_json PATH` also writes the scores there (eval.json's format; for `--model`, whose
+scores are otherwise only printed, what `python -m experiments.compare` reads).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import gq_jax
 from corpora import batching, librispeech
 from experiments import statistics
 from gq_jax import runtime as runtime_lib
+from models import decoding, ngram
 from training import evaluate, input_pipeline, metrics, published, runs
 from training import config as config_lib
 
@@ -73,7 +80,13 @@ def define_flags() -> None:
                         "manifest file, or a LibriSpeech-layout folder.")
     flags.DEFINE_list("ptq", [], "Extra post-training models, METHOD:BITS (e.g. ptq_round:8).")
     flags.DEFINE_string("export", None, "Write the hard-quantized model here (packed) + size report.")
+    flags.DEFINE_string("results_json", None, "Also write the scores here, as eval.json holds them "
+                        "({split: {model: scores}}; with --model the only file written).")
     flags.DEFINE_integer("max_examples", 0, "Score the first N utterances of each split (0: all).")
+    flags.DEFINE_string("lm", None, "With --beam > 1: a token n-gram language model (python -m "
+                        "models.ngram) fused into beam search.")
+    flags.DEFINE_float("lm_weight", 0.3, "With --lm: the weight w of its log-probabilities.")
+    flags.DEFINE_float("lm_bonus", 0.0, "With --lm: the score b added per emitted token.")
     flags.DEFINE_enum("runtime", "float32", RUNTIMES, "With --model: float32 (dequantize at load), "
                       "resident (packed weights resident, expanded where used) or int8 (resident, "
                       "int8 x int8 matmuls).")
@@ -155,13 +168,18 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_collections.ConfigDict,
-          splits: list[str], beam: int = 1, max_examples: int = 0, ctc: bool = False, chunk_ms: int = 0
-          ) -> dict[str, dict[str, dict[str, float]]]:
+          splits: list[str], beam: int = 1, max_examples: int = 0, ctc: bool = False, chunk_ms: int = 0,
+          fusion: decoding.LMFusion | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{split: {model: WER/CER/S/D/I scores}} of each model's float params decoded on each split
     (with `run`'s model, tokenizer and features; `ctc`: by the CTC head; `chunk_ms` > 0: greedy,
-    streamed in chunks of that many ms)."""
+    streamed in chunks of that many ms; `fusion`: beam search with that language model)."""
     if chunk_ms and (beam != 1 or ctc):
         raise ValueError(f"streaming decodes greedily with the transducer; got beam={beam}, ctc={ctc}")
+    if fusion is not None:
+        if beam == 1 or ctc or chunk_ms:
+            raise ValueError("a language model (--lm) is fused into beam search: give --beam > 1 and "
+                             "the transducer decoder")
+        ngram.check_tokenizer(fusion.lm, run.tokenizer, "given with --lm")
     results: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         examples = input_pipeline.source(data, split, max_examples)
@@ -174,7 +192,7 @@ def score(run: runs.Run | published.Published, models: dict[str, Any], data: ml_
             else:
                 refs, hyps = evaluate.transcribe(run.model, params, examples, run.tokenizer,
                                                  run.config.features, run.config.eval_batch_size, beam, ctc,
-                                                 run.feature_stats)
+                                                 run.feature_stats, fusion)
             # Per-utterance errors and words too, for the paired bootstrap (experiments/statistics.py).
             results[split][name] = {**evaluate.scores(refs, hyps), **statistics.utterance_record(refs, hyps)}
     return results
@@ -188,7 +206,8 @@ def decoder_name(ctc: bool, chunk_ms: int) -> str:
 def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] | None = None,
                  beam: int = 1, data: str | None = None, ptq: list[str] = (),
                  export: str | None = None, max_examples: int = 0, average: int = 1,
-                 ctc: bool = False, publish: str | None = None, latent: bool = True, chunk_ms: int = 0) -> dict:
+                 ctc: bool = False, publish: str | None = None, latent: bool = True, chunk_ms: int = 0,
+                 fusion: decoding.LMFusion | None = None) -> dict:
     """Scores the run (see the module docstring) and writes eval.json and sizes.json; `latent=False`
     skips the latent float row of a quantized run (one decode less).
 
@@ -201,7 +220,7 @@ def evaluate_run(workdir: str, checkpoint: int | None = None, splits: list[str] 
     exported = run.export()
     models = models_to_score(run, exported, list(ptq), latent)
     results = score(run, {name: params for name, (params, _) in models.items()}, data_config, splits,
-                    beam, max_examples, ctc, chunk_ms)
+                    beam, max_examples, ctc, chunk_ms, fusion)
     sizes = size_rows(models)
     output = {"checkpoint": run.step, "averaged_steps": list(run.averaged_steps), "beam": beam,
               "decoder": decoder_name(ctc, chunk_ms), "results": results, "sizes": sizes}
@@ -269,7 +288,8 @@ def serving(model: published.Published, folder: str, runtime: str) -> tuple[publ
 
 def evaluate_published(folder: str, data: str, splits: list[str] | None = None, beam: int = 1,
                        max_examples: int = 0, ctc: bool = False, ptq: list[str] = (),
-                       runtime: str = "float32", chunk_ms: int = 0) -> dict:
+                       runtime: str = "float32", chunk_ms: int = 0, fusion: decoding.LMFusion | None = None
+                       ) -> dict:
     """Scores the published model in `folder` on `data` (see `data_for`), held as `runtime` says
     (see `serving`), and each `ptq` quantization of its weights; returns {"beam", "decoder",
     "runtime", "results": {split: {"published" and each ptq name: scores}}, "sizes": the stored
@@ -278,11 +298,12 @@ def evaluate_published(folder: str, data: str, splits: list[str] | None = None, 
     data_config, data_splits = data_for(data, model.config.data)
     splits = list(data_splits or splits or model.config.data.eval_splits)
     served, params = serving(model, folder, runtime)
-    results = score(served, {"published": params}, data_config, splits, beam, max_examples, ctc, chunk_ms)
+    results = score(served, {"published": params}, data_config, splits, beam, max_examples, ctc, chunk_ms,
+                    fusion)
     post = ptq_models(model, list(ptq))
     if post:
         post_results = score(model, {name: p for name, (p, _) in post.items()}, data_config, splits,
-                             beam, max_examples, ctc, chunk_ms)
+                             beam, max_examples, ctc, chunk_ms, fusion)
         results = {split: {**results[split], **post_results[split]} for split in splits}
     return {"beam": beam, "decoder": decoder_name(ctc, chunk_ms), "runtime": runtime,
             "results": results, "sizes": str(model.sizes), "ptq_sizes": size_rows(post)}
@@ -295,20 +316,23 @@ def main(argv: list[str]) -> None:
     ctc = FLAGS.decoder == "ctc"
     chunk_ms = FLAGS.chunk_ms if FLAGS.decoder == "streaming" else 0
     try:
+        fusion = decoding.LMFusion(ngram.load(FLAGS.lm), FLAGS.lm_weight, FLAGS.lm_bonus) if FLAGS.lm else None
         if FLAGS.model:
             if FLAGS.data is None:
                 raise ValueError("--model needs --data: the corpus to score it on")
             output = evaluate_published(FLAGS.model, FLAGS.data, FLAGS.splits, FLAGS.beam,
-                                        FLAGS.max_examples, ctc, FLAGS.ptq, FLAGS.runtime, chunk_ms)
+                                        FLAGS.max_examples, ctc, FLAGS.ptq, FLAGS.runtime, chunk_ms, fusion)
         else:
             if FLAGS.runtime != "float32":
                 raise ValueError("--runtime chooses how a published model is held; give it with --model")
             output = evaluate_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.splits, FLAGS.beam, FLAGS.data,
                                   FLAGS.ptq, FLAGS.export, FLAGS.max_examples, FLAGS.average, ctc,
-                                  FLAGS.publish, chunk_ms=chunk_ms)
+                                  FLAGS.publish, chunk_ms=chunk_ms, fusion=fusion)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"eval.py: error: {e}")
     decoder = output["decoder"] if ctc or chunk_ms else f"beam {output['beam']}"
+    if fusion is not None:
+        decoder += f", language model {FLAGS.lm} with weight {FLAGS.lm_weight:g}, bonus {FLAGS.lm_bonus:g}"
     if FLAGS.model:
         print(f"{FLAGS.model} ({decoder}, {FLAGS.runtime} runtime):")
     else:
@@ -316,6 +340,9 @@ def main(argv: list[str]) -> None:
         print(f"{FLAGS.workdir} at step {output['checkpoint']}"
               + (f" (mean of steps {averaged})" if len(averaged) > 1 else "") + f" ({decoder}):")
     print(format_table(output["results"]))
+    if FLAGS.results_json:
+        pathlib.Path(FLAGS.results_json).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(FLAGS.results_json).write_text(json.dumps(output["results"], indent=2))
     if "export" in output:
         print(pathlib.Path(output["export"]["path"] + ".size.txt").read_text())
     if "publish" in output:

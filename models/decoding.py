@@ -11,7 +11,11 @@ Both decoders walk the encoder frames of each utterance and, at frame t, emit at
   extensions (may emit again); these compete with the hypotheses already done with the frame, and
   the best `beam_width` survive. Hypotheses with equal sequences and status are merged
   (`logaddexp`). After the last round, the ones still emitting move on without a blank. With
-  `beam_width = 1` this is greedy search exactly.
+  `beam_width = 1` this is greedy search exactly. With an `LMFusion` (shallow fusion of a token
+  language model such as `models.ngram.NgramLM`), a non-blank token k after sequence y scores
+  log P(k | t, y) + w log P_LM(k | y) + b (weight w, per-token bonus b) in place of
+  log P(k | t, y); blank keeps its transducer score, so a hypothesis's score is its transducer
+  log-probability plus w times its language-model log-probability plus b per token.
 
 Both return token ids; pass a `tokenizer` (any object with `decode(ids) -> str`) to get text too.
 """
@@ -179,6 +183,31 @@ def ctc_greedy_decode(model: Transducer, variables, features: jax.Array, feature
     return _result(token_ids, tokenizer)
 
 
+class LanguageModel(Protocol):
+    def log_probs(self, history: tuple[int, ...]) -> np.ndarray: ...
+
+
+class LMFusion(NamedTuple):
+    """Shallow fusion in beam search (see the module docstring): `lm.log_probs(sequence)` gives the
+    `[V]` natural-log next-token distribution, `weight` w scales it, `bonus` b is added per token."""
+
+    lm: LanguageModel
+    weight: float
+    bonus: float = 0.0
+
+
+def fused_log_probs(log_probs: np.ndarray, sequences: list[tuple[int, ...]], fusion: LMFusion | None,
+                    blank: int) -> np.ndarray:
+    """Transducer log-probabilities `[N, V]` of the hypotheses `sequences` with the language model's
+    w log P_LM(k | sequence) + b added to every non-blank token k (the input itself without `fusion`)."""
+    if fusion is None:
+        return log_probs
+    lm_rows = np.stack([fusion.lm.log_probs(sequence) for sequence in sequences])
+    fused = log_probs + fusion.weight * np.where(np.isneginf(lm_rows), -1e30, lm_rows) + fusion.bonus
+    fused[:, blank] = log_probs[:, blank]
+    return fused
+
+
 class _Hypothesis(NamedTuple):
     log_prob: float
     pred_proj: np.ndarray  # [J] prediction after the last token (joint space)
@@ -253,7 +282,8 @@ def _select(done: dict[tuple[int, ...], _Hypothesis], emitting: dict[tuple[int, 
 
 
 def _beam_search_batch(model: Transducer, variables, enc_proj: np.ndarray, enc_lengths: np.ndarray,
-                       beam_width: int, max_symbols_per_frame: int) -> list[list[int]]:
+                       beam_width: int, max_symbols_per_frame: int, fusion: LMFusion | None = None
+                       ) -> list[list[int]]:
     """Modified beam search of every utterance of a batch (`enc_proj [B, T, J]`, `enc_lengths [B]`).
 
     The utterances advance in lockstep, frame by frame and round by round, so each round is one
@@ -271,12 +301,13 @@ def _beam_search_batch(model: Transducer, variables, enc_proj: np.ndarray, enc_l
         for b in active:
             done[b] = {}
         for _ in range(max_symbols_per_frame):
-            rows = [(b, h) for b in active for h in emitting[b].values()]
+            rows = [(b, sequence, h) for b in active for sequence, h in emitting[b].items()]
             if not rows:
                 break
-            log_probs = np.asarray(_joint_log_probs(
-                model, variables, _padded([enc_proj[b, t] for b, _ in rows]),
-                _padded([h.pred_proj for _, h in rows])))
+            log_probs = fused_log_probs(np.asarray(_joint_log_probs(
+                model, variables, _padded([enc_proj[b, t] for b, _, _ in rows]),
+                _padded([h.pred_proj for _, _, h in rows])))[:len(rows)],
+                [sequence for _, sequence, _ in rows], fusion, blank)
             extensions, offset = [], 0
             for b in active:
                 count = len(emitting[b])
@@ -309,12 +340,14 @@ def beam_search(
     beam_width: int = 4,
     max_symbols_per_frame: int = 3,
     tokenizer: Tokenizer | None = None,
+    fusion: LMFusion | None = None,
 ) -> DecodeResult:
-    """Modified beam search (see the module docstring): the encoder runs batched, the search on the
-    host with jit-compiled joint and prediction steps shared by all utterances (`_beam_search_batch`)."""
+    """Modified beam search (see the module docstring), with `fusion`'s language model if given:
+    the encoder runs batched, the search on the host with jit-compiled joint and prediction steps
+    shared by all utterances (`_beam_search_batch`)."""
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     _check_max_symbols(max_symbols_per_frame)
     enc_proj, enc_lengths = jax.device_get(_encode(model, variables, features, feature_lengths))
     return _result(_beam_search_batch(model, variables, enc_proj, enc_lengths, beam_width,
-                                      max_symbols_per_frame), tokenizer)
+                                      max_symbols_per_frame, fusion), tokenizer)

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from models.decoding import beam_search, greedy_decode, greedy_search
+from models import ngram
+from models.decoding import LMFusion, beam_search, fused_log_probs, greedy_decode, greedy_search
 from models.rnnt import make_rnnt
 
 VOCAB = 6
@@ -95,6 +96,34 @@ def test_decoders_reject_invalid_search_sizes(random_rnnt):
         beam_search(model, variables, features, lengths, beam_width=0)
     with pytest.raises(ValueError, match="max_symbols_per_frame must be >= 1"):
         greedy_decode(model, variables, features, lengths, max_symbols_per_frame=0)
+
+
+def test_fusion_adds_the_weighted_language_model_and_bonus_to_non_blank_tokens_only():
+    lm = ngram.count([[1, 2, 3], [2, 3, 1, 4]], VOCAB, 2, "abcde")
+    log_probs = np.log(np.random.default_rng(0).dirichlet(np.ones(VOCAB), size=2))
+    fused = fused_log_probs(log_probs, [(), (2,)], LMFusion(lm, 0.5, 0.25), blank=0)
+    expected = log_probs + 0.5 * np.stack([lm.log_probs(()), lm.log_probs((2,))]) + 0.25
+    np.testing.assert_allclose(fused[:, 1:], expected[:, 1:])
+    np.testing.assert_array_equal(fused[:, 0], log_probs[:, 0])
+    assert fused_log_probs(log_probs, [(), (2,)], None, blank=0) is log_probs
+
+
+def test_beam_search_with_a_zero_weight_language_model_is_plain_beam_search(random_rnnt):
+    model, variables, features, lengths = random_rnnt
+    lm = ngram.count([[1, 2, 3, 4, 5]], VOCAB, 3, "abcde")
+    plain = beam_search(model, variables, features, lengths, beam_width=3)
+    fused = beam_search(model, variables, features, lengths, beam_width=3, fusion=LMFusion(lm, 0.0))
+    assert fused.token_ids == plain.token_ids
+
+
+def test_a_heavily_weighted_language_model_decides_which_tokens_beam_search_emits(random_rnnt):
+    """An LM counted on runs of token 3 alone, weighted 100 with a bonus that beats blank: every
+    hypothesis emits only 3, though the random model itself spreads its tokens (the first test)."""
+    model, variables, features, lengths = random_rnnt
+    lm = ngram.count([[3] * 6] * 4, VOCAB, 2, "abcde")
+    fused = beam_search(model, variables, features, lengths, beam_width=2, max_symbols_per_frame=1,
+                        fusion=LMFusion(lm, 100.0, 50.0))
+    assert fused.token_ids == [[3] * int(n) for n in lengths]
 
 
 @pytest.mark.slow

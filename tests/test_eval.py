@@ -176,3 +176,41 @@ def test_checkpoint_averaging_is_the_mean_of_the_latest_checkpoints(float_run):
         np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-6)
     with pytest.raises(ValueError, match=r"keeps 2 checkpoint\(s\) up to step 4 \(\[2, 4\]\)"):
         runs.average(float_run, 3, step=4)
+
+
+@pytest.mark.slow
+def test_eval_cli_fuses_a_language_model_and_the_sweep_picks_its_weight(float_run, tiny_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    from models import ngram
+    from scripts import lm_sweep
+
+    folder = tmp_path / "published-float"
+    cli = [sys.executable, str(eval_cmd.__file__)]
+    run = lambda *args: subprocess.run(cli + list(args), capture_output=True, text=True, timeout=300)
+    assert run("--workdir", str(float_run), "--splits", "test", "--publish", str(folder)).returncode == 0
+    lm_path = tmp_path / "lm.npz"
+    assert ngram.main(["--tokenizer", str(folder / "tokenizer.json"), "--manifest", str(tiny_corpus / "train.jsonl"),
+                       "--order", "4", "--out", str(lm_path)]) == 0
+    data = ("--data", str(tiny_corpus / "test.jsonl"))
+    fused = run("--model", str(folder), *data, "--beam", "2", "--lm", str(lm_path), "--lm_weight", "0.4",
+                "--results_json", str(tmp_path / "scores.json"))
+    assert fused.returncode == 0, fused.stderr[-2000:]
+    assert f"language model {lm_path} with weight 0.4, bonus 0" in fused.stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())["test"]["published"]
+    assert len(scores["utterance_errors"]) == 8 and 0 <= scores["wer"]
+    greedy_lm = run("--model", str(folder), *data, "--lm", str(lm_path))
+    assert greedy_lm.returncode != 0 and "give --beam > 1" in greedy_lm.stderr
+    other = tmp_path / "other.npz"
+    ngram.save(ngram.count([[1, 2, 3]], 5, 2, "abcd"), other)
+    mismatch = run("--model", str(folder), *data, "--beam", "2", "--lm", str(other))
+    assert mismatch.returncode != 0 and "counted with another tokenizer" in mismatch.stderr
+
+    sweep_out = tmp_path / "sweep.json"
+    assert lm_sweep.main(["--model", str(folder), *data, "--lm", str(lm_path), "--split", "test", "--beam", "2",
+                          "--max_examples", "0", "--weights", "0,0.4", "--bonuses", "0", "--out", str(sweep_out)]) == 0
+    sweep = json.loads(sweep_out.read_text())
+    assert sweep["no_lm"]["utterance_errors"] == sweep["w=0 b=0"]["utterance_errors"]
+    assert sweep["w=0.4 b=0"] == scores  # the CLI's decode of the same setting
+    assert sweep["best"]["wer"] == min(sweep[k]["wer"] for k in ("w=0 b=0", "w=0.4 b=0"))

@@ -50,9 +50,11 @@ def reference(batch: dict, row: int, tokenizer) -> str:
 
 def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
                features_config: ml_collections.ConfigDict, batch_size: int, beam: int = 1,
-               ctc: bool = False, feature_stats: Any = None) -> tuple[list[str], list[str]]:
+               ctc: bool = False, feature_stats: Any = None, fusion: decoding.LMFusion | None = None
+               ) -> tuple[list[str], list[str]]:
     """(references, hypotheses) for the utterances of `split`, greedy (`beam` = 1) or modified
-    beam search (audio is decoded batch by batch, never the whole split at once); with `ctc`,
+    beam search (audio is decoded batch by batch, never the whole split at once), the latter with
+    `fusion`'s language model if given (`models.decoding.LMFusion`); with `ctc`,
     best-path decoding of the model's auxiliary CTC head instead (`beam` is then ignored).
     Features are normalised with the corpus `feature_stats` of the run, or per utterance (None).
 
@@ -70,7 +72,7 @@ def transcribe(model: Transducer, params: Any, split: sources.Source, tokenizer,
             result = decoding.greedy_decode(model, variables, feats, lengths, tokenizer=tokenizer)
         else:
             result = decoding.beam_search(model, variables, feats, lengths, beam_width=beam,
-                                          tokenizer=tokenizer)
+                                          tokenizer=tokenizer, fusion=fusion)
         for row in np.flatnonzero(batch["mask"]):
             refs.append(reference(batch, row, tokenizer))
             hyps.append(result.texts[row])
