@@ -7,7 +7,7 @@
     python eval.py --model results/models/NAME --data PATH [--splits ...]
                    [--beam N | --decoder ctc | --decoder streaming --chunk_ms 100]
                    [--ptq ptq_round:4] [--runtime float32|resident|int8]
-    python eval.py ... --beam 4 --lm LM.npz [--lm_weight 0.3] [--lm_bonus 0.0]
+    python eval.py ... --beam 4 --lm LM.npz [--lm_weight 0.3] [--lm_bonus 0.6]
 
 `--average N` scores the mean of the latent weights of the run's N latest checkpoints (up to
 `--checkpoint`). `--decoder ctc` decodes with the auxiliary CTC head (best path) instead of the
@@ -85,8 +85,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_examples", 0, "Score the first N utterances of each split (0: all).")
     flags.DEFINE_string("lm", None, "With --beam > 1: a token n-gram language model (python -m "
                         "models.ngram) fused into beam search.")
+    # Defaults: near the best of both large models' dev sweeps (results/recognizers/lm_fusion).
     flags.DEFINE_float("lm_weight", 0.3, "With --lm: the weight w of its log-probabilities.")
-    flags.DEFINE_float("lm_bonus", 0.0, "With --lm: the score b added per emitted token.")
+    flags.DEFINE_float("lm_bonus", 0.6, "With --lm: the score b added per emitted token.")
     flags.DEFINE_enum("runtime", "float32", RUNTIMES, "With --model: float32 (dequantize at load), "
                       "resident (packed weights resident, expanded where used) or int8 (resident, "
                       "int8 x int8 matmuls).")

@@ -195,7 +195,7 @@ def test_eval_cli_fuses_a_language_model_and_the_sweep_picks_its_weight(float_ru
                        "--order", "4", "--out", str(lm_path)]) == 0
     data = ("--data", str(tiny_corpus / "test.jsonl"))
     fused = run("--model", str(folder), *data, "--beam", "2", "--lm", str(lm_path), "--lm_weight", "0.4",
-                "--results_json", str(tmp_path / "scores.json"))
+                "--lm_bonus", "0", "--results_json", str(tmp_path / "scores.json"))
     assert fused.returncode == 0, fused.stderr[-2000:]
     assert f"language model {lm_path} with weight 0.4, bonus 0" in fused.stdout
     scores = json.loads((tmp_path / "scores.json").read_text())["test"]["published"]

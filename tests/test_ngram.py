@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -119,3 +120,15 @@ def test_cli_counts_a_manifest_and_names_a_bad_transcript(tmp_path, capsys):
     manifest.write_text(json.dumps({"id": "bad-1", "text": "a cat"}) + "\n")
     with pytest.raises(SystemExit, match="utterance 'bad-1' holds characters outside"):
         ngram.main(["--tokenizer", str(tok), "--manifest", str(manifest), "--out", str(out)])
+
+
+def test_the_committed_language_model_fits_the_published_models_and_knows_english():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    lm = ngram.load(root / "results" / "lm" / "char6_synth_large.npz")
+    assert lm.order == 6
+    for model in ("rnnt_synth_large", "conformer_synth_large_stage3", "conformer_gq_4_large"):
+        ngram.check_tokenizer(lm, tokenizer_lib.load(root / "results" / "models" / model / "tokenizer.json"), model)
+    chars = tokenizer_lib.CharTokenizer()
+    sentence = chars.encode("THE OLD MAN WALKED SLOWLY TO THE HOUSE")
+    assert lm.sentence_log_prob(sentence) > lm.sentence_log_prob(sentence[::-1]) + 50
+    assert lm.sentence_log_prob(chars.encode("THE HOUSE")) > lm.sentence_log_prob(chars.encode("THE HOUZE"))
