@@ -8,7 +8,7 @@ Decodes the split with beam search once without the language model and once per 
 pair (`eval.py --lm`; the model loads and compiles once), prints WER and CER per setting with the
 lowest-WER one marked, and writes {"no_lm": scores, "w=W b=B": scores, ..., "best": {"weight",
 "bonus"}} to `--out` (scores in eval.json's format, so `python -m experiments.compare
-OUT:no_lm OUT:w=W b=B` pairs any two).
+OUT:no_lm "OUT:w=W b=B"` pairs any two). A progress bar counts the settings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import argparse
 import json
 import pathlib
 import sys
+
+import tqdm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,10 +40,11 @@ def sweep(model_folder: str, data: str, lm_path: str, split: str, max_examples: 
     lm = ngram.load(lm_path)
     run_split = lambda fusion: eval_cmd.score(model, {"published": model.params}, data_config, [split], beam,
                                               max_examples, fusion=fusion)[split]["published"]
-    results = {"no_lm": run_split(None)}
-    for weight in weights:
-        for bonus in bonuses:
-            results[f"w={weight:g} b={bonus:g}"] = run_split(decoding.LMFusion(lm, weight, bonus))
+    settings = [None] + [(weight, bonus) for weight in weights for bonus in bonuses]
+    results = {}
+    for setting in tqdm.tqdm(settings, desc="decode per setting", unit="setting"):
+        name = "no_lm" if setting is None else f"w={setting[0]:g} b={setting[1]:g}"
+        results[name] = run_split(None if setting is None else decoding.LMFusion(lm, *setting))
     name, best = min(((k, v) for k, v in results.items() if k != "no_lm"), key=lambda item: item[1]["wer"])
     weight, bonus = (float(part.split("=")[1]) for part in name.split())
     results["best"] = {"weight": weight, "bonus": bonus, "wer": best["wer"]}
