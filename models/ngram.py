@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from corpora import manifest
 from corpora import tokenizer as tokenizer_lib
 
 CACHE_CONTEXTS = 200_000  # distributions kept per model (a beam search asks for the same contexts often)
@@ -189,12 +190,6 @@ def load(path: str | pathlib.Path) -> NgramLM:
     return NgramLM(order, header["vocab_size"], codes, counts, tuple(header["discounts"]), tuple(header["pieces"]))
 
 
-def manifest_texts(path: str | pathlib.Path) -> list[tuple[str, str]]:
-    """(utterance id, text) of every line of a .jsonl manifest."""
-    rows = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
-    return [(row.get("id", str(i)), row["text"]) for i, row in enumerate(rows)]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokenizer", required=True, help="tokenizer.json of the model to fuse with "
@@ -206,14 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         tokenizer = tokenizer_lib.load(args.tokenizer)
-        texts = [pair for manifest in args.manifest for pair in manifest_texts(manifest)]
-        lm = count((tokenizer.encode(text, utterance_id) for utterance_id, text in texts),
+        entries = [entry for path in args.manifest for entry in manifest.read_manifest(path)]
+        lm = count((tokenizer.encode(entry.text, entry.id) for entry in entries),
                    tokenizer.vocab_size, args.order, tokenizer_pieces(tokenizer))
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        sys.exit(f"models.ngram: error: {e!r}" if isinstance(e, KeyError) else f"models.ngram: error: {e}")
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"models.ngram: error: {e}")
     save(lm, args.out)
     sizes = ", ".join(f"{len(c):,}" for c in lm.codes)
-    print(f"{args.out}: order {lm.order}, {len(texts):,} sentences, n-grams per order {sizes}")
+    print(f"{args.out}: order {lm.order}, {len(entries):,} sentences, n-grams per order {sizes}")
     return 0
 
 

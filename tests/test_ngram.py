@@ -109,7 +109,8 @@ def test_cli_counts_a_manifest_and_names_a_bad_transcript(tmp_path, capsys):
     tok = tmp_path / "tokenizer.json"
     tokenizer_lib.CharTokenizer().save(tok)
     manifest = tmp_path / "train.jsonl"
-    manifest.write_text("".join(json.dumps({"id": f"u{i}", "text": t}) + "\n" for i, t in enumerate(["A CAT", "THE CAT"])))
+    entry = lambda i, text: json.dumps({"id": i, "path": f"{i}.flac", "text": text, "duration_s": 1.0}) + "\n"
+    manifest.write_text(entry("u0", "A CAT") + entry("u1", "THE CAT"))
     out = tmp_path / "lm.npz"
     assert ngram.main(["--tokenizer", str(tok), "--manifest", str(manifest), "--order", "3", "--out", str(out)]) == 0
     assert "order 3, 2 sentences" in capsys.readouterr().out
@@ -117,7 +118,7 @@ def test_cli_counts_a_manifest_and_names_a_bad_transcript(tmp_path, capsys):
     chars = tokenizer_lib.CharTokenizer()
     # After "CA" the corpus only ever has "T".
     assert np.argmax(lm.log_probs(chars.encode("A CA"))) == chars.encode("T")[0]
-    manifest.write_text(json.dumps({"id": "bad-1", "text": "a cat"}) + "\n")
+    manifest.write_text(entry("bad-1", "a cat"))
     with pytest.raises(SystemExit, match="utterance 'bad-1' holds characters outside"):
         ngram.main(["--tokenizer", str(tok), "--manifest", str(manifest), "--out", str(out)])
 
