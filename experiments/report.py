@@ -395,7 +395,7 @@ def render_scale(scale: registry.Scale, results: dict[str, dict[str, Any]], root
             picture = f"{scale.name}/wer_against_bits_{model}.png"
             float_run = results.get(f"{model}_float")
             pictures.wer_against_bits(points, root / picture, f"{model} ({scale.name}): test WER against bits",
-                                      baseline=None if float_run is None else ("float", test_wer(float_run)))
+                                      baselines=() if float_run is None else [("float", test_wer(float_run))])
             out += [f"![{model} WER against bits]({picture})", ""]
         else:
             out += [f"WER against bits: {MISSING}.", ""]

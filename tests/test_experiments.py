@@ -425,6 +425,6 @@ def test_the_wer_against_bits_picture_draws_the_float_wer_as_its_baseline(tmp_pa
         (folder / "eval.json").write_text(json.dumps({"greedy": {s: {"wer": wer, "num_words": 100} for s in run.SPLITS}}))
     drawn = []
     monkeypatch.setattr(report.pictures, "wer_against_bits",
-                        lambda points, path, title, baseline=None: drawn.append((points, baseline)))
+                        lambda points, path, title, baselines=(): drawn.append((points, baselines)))
     report.write_report(tmp_path)
-    assert drawn == [({"gq": [(4.0, 0.27)]}, ("float", 0.25))]
+    assert drawn == [({"gq": [(4.0, 0.27)]}, [("float", 0.25)])]

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import matplotlib.image
+import numpy as np
 import pytest
 
 import gq_jax
@@ -34,3 +35,12 @@ def test_histograms_of_a_float_model_draw_nothing(tmp_path):
 def test_wer_against_bits_writes_a_png(tmp_path, runs):
     pictures.wer_against_bits(runs, tmp_path / "wer.png")
     assert matplotlib.image.imread(tmp_path / "wer.png").shape[-1] in (3, 4)
+
+
+def test_wer_against_bits_draws_each_baseline(tmp_path):
+    runs = {"GQ": [(2.0, 0.3), (4.0, 0.2)]}
+    pictures.wer_against_bits(runs, tmp_path / "none.png")
+    pictures.wer_against_bits(runs, tmp_path / "one.png", baselines=[("float greedy", 0.18)])
+    pictures.wer_against_bits(runs, tmp_path / "two.png", baselines=[("float greedy", 0.18), ("float LM", 0.12)])
+    none, one, two = (matplotlib.image.imread(tmp_path / f"{n}.png") for n in ("none", "one", "two"))
+    assert not np.array_equal(none, one) and not np.array_equal(one, two)

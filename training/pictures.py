@@ -46,16 +46,17 @@ def weight_histograms(params: Any, hardened: Any, path: str | pathlib.Path, titl
 
 
 def wer_against_bits(runs: Mapping[str, Sequence[tuple[float, float]]], path: str | pathlib.Path,
-                     title: str = "WER against bits per weight", baseline: tuple[str, float] | None = None
+                     title: str = "WER against bits per weight", baselines: Sequence[tuple[str, float]] = ()
                      ) -> None:
-    """One line per method: `runs[method]` = [(average bits per weight, WER), ...]; `baseline`
-    = (name, WER), e.g. the float model, is a dashed horizontal line across them."""
+    """One line per method: `runs[method]` = [(average bits per weight, WER), ...]; each of
+    `baselines` = (name, WER), e.g. the float model under each decoder, is a horizontal line across
+    them (dashed, dotted, ...)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for method, points in runs.items():
         bits, wer = zip(*sorted(points))
         ax.plot(bits, [100 * w for w in wer], marker="o", label=method)
-    if baseline is not None:
-        ax.axhline(100 * baseline[1], color="black", linestyle="--", linewidth=1, label=baseline[0])
+    for (name, wer), style in zip(baselines, ("--", ":", "-.")):
+        ax.axhline(100 * wer, color="black", linestyle=style, linewidth=1, label=name)
     ax.set_xlabel("bits per weight")
     ax.set_ylabel("WER (%)")
     ax.set_title(title)
