@@ -7,8 +7,7 @@
 1. builds synth-en `large_demo` (the first 2,000 train, 200 dev and 500 test utterances of `large`,
    so the published model, trained on `large`, never read its dev or test sentences; cached);
 2. scores the published float model on the test split, and round-to-nearest post-training
-   quantization (PTQ) of its weights at 8 bits and at each of `--bits`;
-   Every model is scored twice: greedily, and by beam search of width `--beam` with the
+   quantization (PTQ) of its weights at 8 bits and at each of `--bits`. Every model is scored twice: greedily, and by beam search of width `--beam` with the
    language model `--lm` fused in (`models.decoding.LMFusion`; the committed character 6-gram of
    `large`'s training transcripts by default, `--lm ''` for plain beam search, `--beam 1` for
    greedy only);
@@ -163,7 +162,7 @@ def fine_tune_rows(args: argparse.Namespace, widths: list[int], decoders_: list[
 
 
 def chart_series(rows: list[Row], decoder: str) -> dict[str, list[tuple[float, float]]]:
-    """{"PTQ round-to-nearest (decoder)" and "GQ fine-tuned[ (estimator)] (decoder)": [(bits, WER)]}."""
+    """{"PTQ round-to-nearest, <decoder>" and "GQ fine-tuned[ (estimator)], <decoder>": [(bits, WER)]}."""
     series: dict[str, list[tuple[float, float]]] = {}
     for name, bits, scores, _ in rows[1:]:
         estimator = name[name.index(" ("):] if " (" in name else ""
